@@ -1,0 +1,116 @@
+"""One training step: Deconver (ISLES'22 preset) against nnU-Net's PlainConvUNet.
+
+A step is: forward of a random (B, 2, P, P, P) batch, loss = sum over the deep-supervision outputs
+of mean(output^2) (the same for every network), backward, AdamW step. Networks (3D, 2 inputs,
+2 outputs, deep supervision on): Deconver ISLES'22 (widths 64-512, NDC k = 3, R = 4), the same
+with ``checkpoint_levels=[0]`` (full-resolution stages recompute activations in backward), and
+PlainConvUNet as nnU-Net's default plans build it for a 64^3 patch (5 stages, 32-320 features).
+Reported: seconds per step (median, after one warm-up step), peak memory growth of one step
+(activations, gradients and AdamW state; each in a fresh process, see ``_measure.py``),
+parameters and forward FLOPs per voxel (every convolution, PyTorch's FlopCounterMode, counted on
+a smaller patch).
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_step.py            # patch 64^3, batch 2
+    .venv/bin/python benchmarks/bench_step.py --quick    # patch 32^3, batch 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable
+
+from _measure import INPUT_CHANNELS, Case, Session, base_parser, bench_main, build_network, fmt_mb, fmt_ratio, \
+    fmt_s, markdown_table, measure, network_label
+
+#: the rows: (network, checkpoint_levels)
+ROWS = (("deconver", []), ("deconver", [0]), ("plainconvunet", []))
+#: patch of the priming step (the smallest PlainConvUNet trains on: 2^3 at its 5th stage)
+PRIME_PATCH = 32
+
+
+def build_case(spec: dict) -> Case:
+    """The network and AdamW of one row; phase "step" at the requested patch, primed at 32^3."""
+    import torch
+
+    from nnunet_deconver.network.stats import count_flops, count_parameters
+
+    model = build_network(spec["network"], deep_supervision=True, checkpoint_levels=spec["checkpoint_levels"])
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step_on(x: torch.Tensor) -> Callable[[], None]:
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            loss = sum(out.square().mean() for out in model(x))
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    step = step_on(torch.randn(spec["batch"], INPUT_CHANNELS, *[spec["patch"]] * 3))
+    tiny_step = step_on(torch.randn(1, INPUT_CHANNELS, *[PRIME_PATCH] * 3))
+
+    def prime() -> None:
+        tiny_step()
+        optimizer.zero_grad(set_to_none=True)
+        optimizer.state.clear()  # the measured step allocates gradients and AdamW state again
+
+    def info() -> dict:
+        patch = [spec["flops_patch"]] * 3
+        flops = count_flops(model, (1, INPUT_CHANNELS, *patch))["total"]
+        return {"params": count_parameters(model), "flops_per_voxel": flops / math.prod(patch)}
+
+    return Case({"step": step}, memory_phase="step", prime=prime, info=info)
+
+
+def report(args: argparse.Namespace, session: Session) -> str:
+    """Measure every network; the Markdown section."""
+    patch = args.patch or (32 if args.quick else 64)
+    results = []
+    for network, levels in ROWS:
+        spec = {"network": network, "checkpoint_levels": levels, "patch": patch, "batch": args.batch,
+                "flops_patch": args.flops_patch}
+        results.append(measure(__file__, spec, session.settings, network_label(network, levels)))
+    plain = results[-1]
+    rows = []
+    for (network, levels), m in zip(ROWS, results):
+        flops = m.info.get("flops_per_voxel")
+        rows.append([
+            network_label(network, levels), fmt_s(m.median("step")), fmt_mb(m.growth_mb),
+            f"{m.info['params']:,}" if "params" in m.info else "n/a",
+            "n/a" if flops is None else f"{flops / 1e3:,.1f}K",
+            fmt_ratio(m.median("step"), plain.median("step")), fmt_ratio(m.growth_mb, plain.growth_mb),
+        ])
+    intro = [
+        f"One training step (forward, loss = sum over deep-supervision outputs of mean(out^2), backward, "
+        f"AdamW step), 3D patch {patch}^3, batch {args.batch}, 2 input channels, 2 outputs, deep "
+        "supervision on, float32, CPU.",
+    ]
+    body = [
+        *markdown_table(
+            ["network", "s / step", "peak growth MB", "parameters", "FLOPs / voxel", "time vs nnU-Net",
+             "memory vs nnU-Net"],
+            rows,
+        ),
+        "",
+        "Peak growth includes activations, gradients and the AdamW state created by the step. FLOPs: "
+        f"forward, every convolution (NDC updates included), counted on a {args.flops_patch}^3 patch, per "
+        "input voxel.",
+    ]
+    return session.section("Training step: Deconver vs nnU-Net's U-Net", intro, body)
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command line of this benchmark."""
+    p = base_parser(__doc__.splitlines()[0], reps=2)
+    p.add_argument("--patch", type=int, help="cubic patch edge (default 64; quick 32)")
+    p.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
+    p.add_argument("--flops-patch", type=int, default=32, help="patch edge FLOPs are counted on (default 32)")
+    return p
+
+
+if __name__ == "__main__":
+    raise SystemExit(bench_main(parser(), build_case, report))

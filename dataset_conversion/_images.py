@@ -1,0 +1,249 @@
+"""Reading, checking and writing the images of the four data sets.
+
+3D volumes (ISLES'22, BraTS'23) go through SimpleITK, 2D images (GlaS, FIVES) through Pillow. Every
+reader turns a failure into a :class:`ConversionError` naming the case, the file and the problem.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import struct
+import zlib
+from pathlib import Path
+from typing import Callable, Collection, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image
+
+from dataset_conversion._common import Case, CaseResult, ConversionError
+
+#: Spacing (mm), origin (mm) and direction cosines of two volumes may differ by this much.
+GRID_TOLERANCE = 1e-3
+
+
+# --------------------------------------------------------------------------------------------
+# 3D (NIfTI through SimpleITK)
+# --------------------------------------------------------------------------------------------
+
+
+def _expected_nifti_bytes(header: bytes) -> int | None:
+    """Bytes a single-file NIfTI-1/2 must hold (header, extensions, voxels); None if unknown."""
+    for endian in "<>":
+        sizeof_hdr = struct.unpack(endian + "i", header[:4])[0] if len(header) >= 4 else 0
+        if sizeof_hdr == 348 and len(header) >= 348 and header[344:347] == b"n+1":
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        elif sizeof_hdr == 540 and len(header) >= 540 and header[4:7] == b"n+2":
+            dims = struct.unpack(endian + "8q", header[16:80])
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+        else:
+            continue
+        n_dims = min(max(int(dims[0]), 0), 7)
+        voxels = int(np.prod([max(int(d), 1) for d in dims[1:1 + n_dims]], dtype=np.int64))
+        return max(int(offset), sizeof_hdr) + voxels * max(int(bitpix), 0) // 8
+    return None
+
+
+def nifti_completeness_problem(path: Path) -> str | None:
+    """Why a NIfTI file is damaged or truncated, or None.
+
+    ITK reads a truncated ``.nii.gz`` without complaint (the missing voxels come out as zeros), so
+    the whole gzip stream is decompressed and its length compared with what the header announces.
+    """
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            header = handle.read(540)
+            size = len(header)
+            while chunk := handle.read(1 << 22):
+                size += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        return f"damaged or truncated file ({exc})"
+    expected = _expected_nifti_bytes(header)
+    if expected is not None and size < expected:
+        return f"truncated file: {size} bytes, the NIfTI header announces {expected}"
+    return None
+
+
+def read_volume(path: Path, what: str, case_id: str) -> sitk.Image:
+    """Read a 3D scalar volume; :class:`ConversionError` if it is unreadable, truncated or not 3D."""
+    problem = nifti_completeness_problem(path)
+    if problem is not None:
+        raise ConversionError(f"{case_id}: cannot read the {what} file {path}: {problem}")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ConversionError(f"{case_id}: cannot read the {what} file {path}: unreadable image "
+                              f"({lines[-1] if lines else exc})") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise ConversionError(f"{case_id}: the {what} file {path} is not a 3D scalar volume "
+                              f"(size {image.GetSize()}, {image.GetNumberOfComponentsPerPixel()} component(s))")
+    return image
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+
+
+def check_same_grid(reference: sitk.Image, reference_file: Path, reference_what: str,
+                    image: sitk.Image, image_file: Path, what: str, case_id: str) -> None:
+    """Raise :class:`ConversionError` unless ``image`` lies on ``reference``'s voxel grid.
+
+    Sizes must be equal; spacing, origin and direction may differ by :data:`GRID_TOLERANCE`.
+    """
+    differences = []
+    if image.GetSize() != reference.GetSize():
+        differences.append(f"size {image.GetSize()} instead of {reference.GetSize()}")
+    for name, getter in (("spacing", "GetSpacing"), ("origin", "GetOrigin"), ("direction", "GetDirection")):
+        mine, theirs = getattr(image, getter)(), getattr(reference, getter)()
+        if not np.allclose(mine, theirs, rtol=0, atol=GRID_TOLERANCE):
+            differences.append(f"{name} {_fmt(mine)} instead of {_fmt(theirs)}")
+    if differences:
+        raise ConversionError(f"{case_id}: the {what} file {image_file} is on another grid than the "
+                              f"{reference_what} file {reference_file}: {'; '.join(differences)}")
+
+
+def check_label_values(values: np.ndarray, allowed: Collection[int], path: Path, what: str, case_id: str) -> None:
+    """Raise :class:`ConversionError` naming the values of ``values`` outside ``allowed``."""
+    found = np.unique(values)
+    unexpected = [v for v in found.tolist() if v not in set(allowed)]
+    if unexpected:
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in unexpected[:10])
+        more = f" (and {len(unexpected) - 10} more)" if len(unexpected) > 10 else ""
+        raise ConversionError(f"{case_id}: the {what} file {path} holds label values outside "
+                              f"{{{', '.join(str(a) for a in sorted(allowed))}}}: {shown}{more}")
+
+
+def load_volume_case(case: Case, channel_names: Sequence[str], label_name: str,
+                     allowed_labels: Collection[int]) -> tuple[list[sitk.Image], np.ndarray]:
+    """Read a 3D case: its channels (all on the first channel's grid) and its label array.
+
+    The label must lie on the same grid and hold only ``allowed_labels``.
+    """
+    images = [read_volume(path, what, case.case_id) for path, what in zip(case.images, channel_names)]
+    for image, path, what in zip(images[1:], case.images[1:], channel_names[1:]):
+        check_same_grid(images[0], case.images[0], channel_names[0], image, path, what, case.case_id)
+    label_image = read_volume(case.label, label_name, case.case_id)
+    check_same_grid(images[0], case.images[0], channel_names[0], label_image, case.label, label_name, case.case_id)
+    label = sitk.GetArrayFromImage(label_image)
+    check_label_values(label, allowed_labels, case.label, label_name, case.case_id)
+    return images, label
+
+
+def voxel_volume_ml(image: sitk.Image) -> float:
+    """Volume of one voxel in millilitres (spacing in mm)."""
+    return float(np.prod(image.GetSpacing())) / 1000.0
+
+
+def _same_geometry(a: sitk.Image, b: sitk.Image) -> bool:
+    return (a.GetSize() == b.GetSize() and a.GetSpacing() == b.GetSpacing() and a.GetOrigin() == b.GetOrigin()
+            and a.GetDirection() == b.GetDirection())
+
+
+def write_volume_case(case: Case, images: Sequence[sitk.Image], label: np.ndarray, out_folder: Path) -> None:
+    """Write ``imagesTr/{case}_{i:04d}.nii.gz`` and ``labelsTr/{case}.nii.gz`` (uint8).
+
+    All files get the first channel's geometry, so that grids equal within
+    :data:`GRID_TOLERANCE` become exactly equal for nnU-Net. A ``.nii.gz`` channel that already has
+    exactly that geometry is copied byte for byte (as nnU-Net's own BraTS conversion does), which
+    saves recompressing 1,251 x 4 BraTS volumes; others are written by SimpleITK.
+    """
+    reference = images[0]
+    for index, (image, source) in enumerate(zip(images, case.images)):
+        target = out_folder / "imagesTr" / f"{case.case_id}_{index:04d}.nii.gz"
+        if source.name.endswith(".nii.gz") and _same_geometry(image, reference):
+            shutil.copyfile(source, target)
+            continue
+        image = sitk.Image(image)
+        image.CopyInformation(reference)
+        sitk.WriteImage(image, str(target), True)
+    label_image = sitk.GetImageFromArray(label.astype(np.uint8))
+    label_image.CopyInformation(reference)
+    sitk.WriteImage(label_image, str(out_folder / "labelsTr" / f"{case.case_id}.nii.gz"), True)
+
+
+# --------------------------------------------------------------------------------------------
+# 2D (PNG / BMP through Pillow)
+# --------------------------------------------------------------------------------------------
+
+
+def _read_2d(path: Path, what: str, case_id: str) -> tuple[np.ndarray, str]:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode == "P" and what == "image":
+                image = image.convert("RGB")
+                mode = "RGB"
+            array = np.asarray(image)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ConversionError(f"{case_id}: cannot read the {what} file {path}: {exc}") from None
+    return array, mode
+
+
+def read_rgb(path: Path, what: str, case_id: str) -> np.ndarray:
+    """An 8-bit RGB image as an (H, W, 3) uint8 array; an alpha channel is dropped."""
+    array, mode = _read_2d(path, what, case_id)
+    if mode not in ("RGB", "RGBA"):
+        raise ConversionError(f"{case_id}: the {what} file {path} is not an RGB image (mode {mode}, "
+                              f"shape {array.shape})")
+    return np.ascontiguousarray(array[..., :3])
+
+
+def read_mask_2d(path: Path, what: str, case_id: str, colour_instances: bool = False) -> np.ndarray:
+    """A 2D label map as an (H, W) integer array.
+
+    Accepts one channel (grey, palette indices, 16/32-bit, 1-bit as 0/255) or three / four
+    channels whose colour channels are equal (ground truth saved as RGB). With
+    ``colour_instances`` differing colour channels are accepted too (an instance map with one
+    colour per object) and packed into one integer per pixel (0 stays 0).
+    """
+    array, mode = _read_2d(path, what, case_id)
+    if mode == "1":
+        return array.astype(np.uint8) * 255
+    if array.ndim == 3:
+        if array.shape[-1] == 2:  # grey + alpha
+            return array[..., 0]
+        colours = array[..., :3]
+        if colour_instances:
+            packed = colours.astype(np.uint32)
+            return (packed[..., 0] << 16) | (packed[..., 1] << 8) | packed[..., 2]
+        if not (np.array_equal(colours[..., 0], colours[..., 1]) and np.array_equal(colours[..., 0], colours[..., 2])):
+            raise ConversionError(f"{case_id}: the {what} file {path} has three colour channels that differ; "
+                                  f"expected a grey label map (stored with one or three equal channels)")
+        return colours[..., 0]
+    if array.ndim != 2:
+        raise ConversionError(f"{case_id}: the {what} file {path} is not a 2D label map (shape {array.shape})")
+    return array
+
+
+def write_png(array: np.ndarray, path: Path) -> None:
+    """Write a uint8 (H, W) or (H, W, 3) array as PNG (lossless, deterministic)."""
+    Image.fromarray(np.ascontiguousarray(array.astype(np.uint8))).save(path, format="PNG")
+
+
+def convert_rgb_case(case: Case, out_folder: Path | None, to_binary: Callable[[np.ndarray, Case], np.ndarray],
+                     colour_instances: bool = False) -> CaseResult:
+    """Read, check and (if ``out_folder``) write a 2D case: one RGB image and one binary label.
+
+    ``to_binary(mask, case)`` turns the stored annotation into a 0/1 array (raising
+    :class:`ConversionError` on unexpected values); ``colour_instances`` is passed to
+    :func:`read_mask_2d`. The image is written as one three-channel
+    ``{case}_0000.png`` (nnU-Net's NaturalImage2DIO convention), the label as ``{case}.png``.
+    """
+    rgb = read_rgb(case.images[0], "image", case.case_id)
+    mask = read_mask_2d(case.label, "annotation", case.case_id, colour_instances)
+    if mask.shape != rgb.shape[:2]:
+        raise ConversionError(f"{case.case_id}: the annotation file {case.label} is {mask.shape[1]}x{mask.shape[0]} "
+                              f"pixels but the image file {case.images[0]} is {rgb.shape[1]}x{rgb.shape[0]}")
+    label = to_binary(mask, case).astype(np.uint8)
+    if out_folder is not None:
+        write_png(rgb, out_folder / "imagesTr" / f"{case.case_id}_0000.png")
+        write_png(label, out_folder / "labelsTr" / f"{case.case_id}.png")
+    return CaseResult(case.case_id, {"height": int(rgb.shape[0]), "width": int(rgb.shape[1]),
+                                     "foreground_fraction": round(float(label.mean()), 6)})

@@ -1,0 +1,5 @@
+import sys
+
+from nnunet_deconver.cli import main
+
+sys.exit(main())

@@ -1,0 +1,123 @@
+"""Model report: parameters and FLOPs per voxel of the paper's configurations.
+
+FLOPs come from PyTorch's own counter (``torch.utils.flop_counter.FlopCounterMode``: a multiply-add
+is 2 FLOPs; convolutions and matrix products are counted, elementwise work is not), for one
+forward pass, divided by the number of input voxels. Two conventions:
+
+- ``flops_per_voxel``: every convolution, the NDC update's own included;
+- ``flops_per_voxel_paper``: the NDC layer's own (functional) convolutions left out, which is how
+  the paper's figures come out the same for k = 3 and k = 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from nnunet_deconver.ndc import NDC
+from nnunet_deconver.network.presets import build_preset, get_preset, PRESETS
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
+    """Forward FLOPs of ``model`` on a zero-free random input (B, C, *S).
+
+    Returns ``{"total": ..., "ndc_functional": ...}``; the latter is the part spent in the NDC
+    layers' own convolutions (everything inside an NDC module but its initialisation conv).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ndc_names = [name for name, m in model.named_modules() if isinstance(m, NDC)]
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.rand(*input_shape))
+    per_module = counter.get_flop_counts()
+    root = type(model).__name__
+
+    def flops_of(name: str) -> int:
+        return sum(per_module.get(f"{root}.{name}", {}).values())
+
+    functional = sum(flops_of(name) - flops_of(f"{name}.init") for name in ndc_names)
+    return {"total": float(counter.get_total_flops()), "ndc_functional": float(functional)}
+
+
+def model_report(
+    preset: str, kernel_size: int = 3, ratio: int = 4, groups: int | None = None, patch_size: Sequence[int] | None = None
+) -> dict:
+    """Parameters and FLOPs per voxel of a preset, beside the paper's figures.
+
+    FLOPs are counted on a small patch (twice the total stride per axis, unless ``patch_size`` is
+    given): per voxel they do not depend on the patch size.
+    """
+    p = get_preset(preset)
+    model = build_preset(preset, kernel_size, ratio, groups).eval()
+    if patch_size is None:
+        patch_size = (2 ** p.levels,) * p.spatial_dims
+    flops = count_flops(model, (1, p.input_channels, *patch_size))
+    voxels = math.prod(patch_size)
+    default_structure = ratio == 4 and groups is None
+    return {
+        "preset": p.name,
+        "title": p.title,
+        "kernel_size": kernel_size,
+        "ratio": ratio,
+        "groups": "channels" if groups is None else groups,
+        "params": count_parameters(model),
+        "flops_per_voxel": flops["total"] / voxels,
+        "flops_per_voxel_paper": (flops["total"] - flops["ndc_functional"]) / voxels,
+        "paper_params_m": p.paper_params_m.get(kernel_size) if default_structure else None,
+        "paper_flops_per_voxel": p.paper_flops_per_voxel if default_structure else None,
+        "counted_on_patch": list(patch_size),
+    }
+
+
+def format_report(r: dict) -> str:
+    """Human-readable lines for :func:`model_report`'s dict."""
+    def paper(value, fmt):
+        return f"   (paper: {fmt.format(value)})" if value is not None else ""
+
+    return "\n".join(
+        [
+            f"Deconver {r['title']}  kernel {r['kernel_size']}  ratio {r['ratio']}  groups {r['groups']}",
+            f"  parameters                         {r['params']:>12,}{paper(r['paper_params_m'], '{:.1f}M')}",
+            f"  FLOPs/voxel, every convolution     {r['flops_per_voxel'] / 1e3:>11.1f}K",
+            f"  FLOPs/voxel, paper's convention    {r['flops_per_voxel_paper'] / 1e3:>11.1f}K"
+            f"{paper(None if r['paper_flops_per_voxel'] is None else r['paper_flops_per_voxel'] / 1e3, '{:.1f}K')}",
+            "  (paper's convention leaves out the NDC layer's own convolutions; "
+            f"counted on a {'x'.join(map(str, r['counted_on_patch']))} patch)",
+        ]
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    names = list(PRESETS) if args.preset == "all" else [args.preset]
+    reports = [model_report(n, args.kernel, args.ratio, args.groups) for n in names]
+    if args.json:
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    else:
+        print("\n\n".join(format_report(r) for r in reports))
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``stats`` subcommand."""
+    parser = subparsers.add_parser(
+        "stats", help="parameters and FLOPs per voxel of a paper configuration",
+        description="Print the parameter count and FLOPs per voxel (two conventions) of a paper "
+        "configuration of Deconver, beside the paper's figures.",
+    )
+    parser.add_argument("--preset", choices=[*PRESETS, "all"], default="isles22")
+    parser.add_argument("--kernel", type=int, choices=(3, 5), default=3, help="NDC kernel size")
+    parser.add_argument("--ratio", type=int, default=4, help="NDC source channel ratio R")
+    parser.add_argument("--groups", type=int, default=None, help="NDC groups (default: channels)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=_run)

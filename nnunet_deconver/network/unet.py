@@ -1,0 +1,213 @@
+"""The Deconver U-Net: encoder and decoder of Deconver stages, nnU-Net style arguments.
+
+Encoder: stem conv (k = 3, no bias) in -> C0, stage 0; every further level l downsamples with a
+strided conv (kernel = stride = strides[l], bias) C_{l-1} -> C_l, then a stage. Decoder, from the
+deepest level up: transposed conv (kernel = stride = strides[l+1], bias) C_{l+1} -> C_l,
+concatenation [skip, up], stage 2 C_l -> C_l. Head: pointwise conv C0 -> outputs.
+
+With deep supervision the decoder also has a pointwise head at every other decoder level and
+returns one output per decoder stage, highest resolution first, as nnU-Net expects. The auxiliary
+heads exist only in a network built with ``deep_supervision=True``; a network built without them
+ignores their weights when loading a checkpoint (nnU-Net's predictor builds without them).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from dynamic_network_architectures.building_blocks.helper import (
+    convert_dim_to_conv_op,
+    get_matching_convtransp,
+)
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from nnunet_deconver.network.blocks import DeconverStage, pointwise
+
+IntOrSeq = int | Sequence[int]
+
+
+def _per_axis(value: IntOrSeq, spatial_dims: int) -> tuple[int, ...]:
+    return (value,) * spatial_dims if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+def _run_stage(stage: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
+    if use_checkpoint and torch.is_grad_enabled():
+        return checkpoint(stage, x, use_reentrant=False)
+    return stage(x)
+
+
+class DeconverEncoder(nn.Module):
+    """(B, in, *S) -> list of skips, level l of shape (B, C_l, *S / prod(strides[:l+1]))."""
+
+    def __init__(
+        self,
+        input_channels: int,
+        spatial_dims: int,
+        features_per_stage: Sequence[int],
+        strides: Sequence[tuple[int, ...]],
+        kernel_sizes: Sequence[tuple[int, ...]],
+        stem_kernel_size: tuple[int, ...],
+        stage_kwargs: dict,
+        checkpoint_levels: Sequence[int] = (),
+    ):
+        super().__init__()
+        conv = convert_dim_to_conv_op(spatial_dims)
+        self.stem = conv(
+            input_channels, features_per_stage[0], stem_kernel_size,
+            padding=[k // 2 for k in stem_kernel_size], bias=False,
+        )
+        self.downsamples = nn.ModuleList(
+            [nn.Identity()]
+            + [
+                conv(features_per_stage[l - 1], features_per_stage[l], strides[l], stride=strides[l], bias=True)
+                for l in range(1, len(features_per_stage))
+            ]
+        )
+        self.stages = nn.ModuleList(
+            DeconverStage(c, c, spatial_dims, k, **stage_kwargs) for c, k in zip(features_per_stage, kernel_sizes)
+        )
+        self.checkpoint_levels = set(checkpoint_levels)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        skips = []
+        x = self.stem(x)
+        for level, (down, stage) in enumerate(zip(self.downsamples, self.stages)):
+            x = _run_stage(stage, down(x), level in self.checkpoint_levels)
+            skips.append(x)
+        return skips
+
+
+class DeconverDecoder(nn.Module):
+    """Encoder skips -> logits (B, outputs, *S), or a list of them (deep supervision)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        spatial_dims: int,
+        features_per_stage: Sequence[int],
+        strides: Sequence[tuple[int, ...]],
+        kernel_sizes: Sequence[tuple[int, ...]],
+        stage_kwargs: dict,
+        deep_supervision: bool,
+        checkpoint_levels: Sequence[int] = (),
+    ):
+        super().__init__()
+        transp = get_matching_convtransp(dimension=spatial_dims)
+        levels = range(len(features_per_stage) - 2, -1, -1)  # deepest decoder level first
+        self.upsamples = nn.ModuleList(
+            transp(features_per_stage[l + 1], features_per_stage[l], strides[l + 1], stride=strides[l + 1], bias=True)
+            for l in levels
+        )
+        self.stages = nn.ModuleList(
+            DeconverStage(2 * features_per_stage[l], features_per_stage[l], spatial_dims, kernel_sizes[l], **stage_kwargs)
+            for l in levels
+        )
+        self.head = pointwise(spatial_dims, features_per_stage[0], num_classes, bias=True)
+        # auxiliary heads for decoder levels 1 .. L-2, deepest first (only when built for it)
+        self.aux_heads = nn.ModuleList(
+            pointwise(spatial_dims, features_per_stage[l], num_classes, bias=True) for l in levels if l > 0
+        ) if deep_supervision else nn.ModuleList()
+        self._deep_supervision = deep_supervision
+        self.checkpoint_levels = set(checkpoint_levels)
+        self._register_load_state_dict_pre_hook(self._drop_absent_aux_heads)
+
+    @property
+    def deep_supervision(self) -> bool:
+        return self._deep_supervision
+
+    @deep_supervision.setter
+    def deep_supervision(self, enabled: bool) -> None:
+        if enabled and len(self.aux_heads) != len(self.stages) - 1:
+            raise RuntimeError("this Deconver was built without deep supervision heads (deep_supervision=False)")
+        self._deep_supervision = bool(enabled)
+
+    def _drop_absent_aux_heads(self, state_dict, prefix, *args) -> None:
+        if len(self.aux_heads) == 0:
+            for key in [k for k in state_dict if k.startswith(prefix + "aux_heads.")]:
+                del state_dict[key]
+
+    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        x = skips[-1]
+        outputs = []
+        depth = len(self.stages)
+        for i, (up, stage) in enumerate(zip(self.upsamples, self.stages)):
+            level = depth - 1 - i
+            x = torch.cat([skips[level], up(x)], dim=1)
+            x = _run_stage(stage, x, level in self.checkpoint_levels)
+            if self._deep_supervision and level > 0:
+                outputs.append(self.aux_heads[i](x))
+        logits = self.head(x)
+        if not self._deep_supervision:
+            return logits
+        return [logits] + outputs[::-1]
+
+
+class Deconver(nn.Module):
+    """Deconver segmentation network (Ashtari et al.), (B, input_channels, *S) -> (B, num_classes, *S).
+
+    Args:
+        input_channels: image channels.
+        num_classes: output channels (logits).
+        spatial_dims: 2 or 3.
+        features_per_stage: widths C_l per resolution level (the paper: min(C0 * 2^l, 512)).
+        strides: per level, an int or one per axis; strides[0] must be 1 (e.g. [1, [1, 2, 2], 2, 2]).
+        kernel_sizes: NDC kernel, one int for every level and axis, or one entry per level, each an
+            int or one per axis (odd; e.g. [(1, 3, 3), 3, 3]).
+        ratio: NDC source channel ratio R.
+        groups: NDC groups (None: G = channels of each stage).
+        mlp_ratio: MLP expansion.
+        deep_supervision: build auxiliary heads and return one output per decoder stage.
+        stem_kernel_size: kernel of the stem convolution.
+        memory_efficient: NDC custom autograd (True) or plain graph (False).
+        checkpoint_levels: resolution levels whose stages recompute activations in backward.
+
+    S must be divisible by the product of the strides on each axis.
+    """
+
+    def __init__(
+        self,
+        input_channels: int,
+        num_classes: int,
+        spatial_dims: int,
+        features_per_stage: Sequence[int],
+        strides: Sequence[IntOrSeq],
+        kernel_sizes: IntOrSeq | Sequence[IntOrSeq] = 3,
+        ratio: int = 4,
+        groups: int | None = None,
+        mlp_ratio: int = 4,
+        deep_supervision: bool = False,
+        stem_kernel_size: IntOrSeq = 3,
+        memory_efficient: bool = True,
+        checkpoint_levels: Sequence[int] = (),
+    ):
+        super().__init__()
+        n = len(features_per_stage)
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        if isinstance(kernel_sizes, int):
+            kernel_sizes = [kernel_sizes] * n
+        if len(strides) != n or len(kernel_sizes) != n:
+            raise ValueError(
+                f"features_per_stage, strides and kernel_sizes need one entry per stage ({n}), "
+                f"got {len(strides)} strides and {len(kernel_sizes)} kernel sizes"
+            )
+        strides = [_per_axis(s, spatial_dims) for s in strides]
+        kernel_sizes = [_per_axis(k, spatial_dims) for k in kernel_sizes]
+        if any(s != 1 for s in strides[0]):
+            raise ValueError(f"the first stage works at full resolution: strides[0] must be 1, got {strides[0]}")
+        self.spatial_dims, self.num_classes = spatial_dims, num_classes
+        self.features_per_stage, self.strides, self.kernel_sizes = list(features_per_stage), strides, kernel_sizes
+        stage_kwargs = dict(ratio=ratio, groups=groups, mlp_ratio=mlp_ratio, memory_efficient=memory_efficient)
+        self.encoder = DeconverEncoder(
+            input_channels, spatial_dims, features_per_stage, strides, kernel_sizes,
+            _per_axis(stem_kernel_size, spatial_dims), stage_kwargs, checkpoint_levels,
+        )
+        self.decoder = DeconverDecoder(
+            num_classes, spatial_dims, features_per_stage, strides, kernel_sizes, stage_kwargs,
+            deep_supervision, checkpoint_levels,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        return self.decoder(self.encoder(x))

@@ -1,0 +1,121 @@
+"""nnU-Net plans -> Deconver arguments, and the paper's configurations as an nnU-Net plans file.
+
+Deconver reads the same plans as nnU-Net's U-Net: number of stages, per-stage strides (possibly
+anisotropic, e.g. [1, 2, 2]), the conv kernel sizes (an axis with kernel 1 keeps an NDC kernel of
+1 there), patch and batch size. Widths follow the paper, C_l = min(C0 * 2^l, 512) with C0 the plans'
+first-stage width.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+from nnunet_deconver.network.presets import get_preset, paper_widths
+
+#: plans identifier of the files :func:`write_preset_plans` writes (``-p nnUNetDeconverPlans``)
+PRESET_PLANS_IDENTIFIER = "nnUNetDeconverPlans"
+MAX_WIDTH = 512
+
+
+def deconver_arguments(
+    configuration_manager,
+    num_input_channels: int,
+    num_output_channels: int,
+    kernel_size: int = 3,
+    ratio: int = 4,
+    groups: int | None = None,
+    mlp_ratio: int = 4,
+    deep_supervision: bool = True,
+) -> dict:
+    """Keyword arguments of :class:`~nnunet_deconver.network.Deconver` for an nnU-Net configuration.
+
+    ``configuration_manager`` is nnU-Net's ``ConfigurationManager`` (its ``network_arch_init_kwargs``
+    give n_stages, features_per_stage, strides and kernel_sizes).
+    """
+    arch = configuration_manager.network_arch_init_kwargs
+    n_stages = int(arch["n_stages"])
+    strides = [[int(s) for s in stride] for stride in arch["strides"]]
+    plan_kernels = [[int(k) for k in kernel] for kernel in arch["kernel_sizes"]]
+    return dict(
+        input_channels=num_input_channels,
+        num_classes=num_output_channels,
+        spatial_dims=len(configuration_manager.patch_size),
+        features_per_stage=paper_widths(int(arch["features_per_stage"][0]), n_stages, MAX_WIDTH),
+        strides=strides,
+        kernel_sizes=[[1 if k == 1 else kernel_size for k in kernel] for kernel in plan_kernels],
+        stem_kernel_size=plan_kernels[0],
+        ratio=ratio,
+        groups=groups,
+        mlp_ratio=mlp_ratio,
+        deep_supervision=deep_supervision,
+    )
+
+
+class PresetPlansError(RuntimeError):
+    """The preset plans cannot be written for this data set (message says why)."""
+
+
+def write_preset_plans(
+    dataset_name_or_id: str | int,
+    preset: str,
+    source_plans: str = "nnUNetPlans",
+    plans_identifier: str = PRESET_PLANS_IDENTIFIER,
+) -> Path:
+    """Write ``<plans_identifier>.json`` beside nnU-Net's plans with a paper configuration.
+
+    The configuration (``3d_fullres`` for the 3D presets, ``2d`` for the 2D ones) keeps nnU-Net's
+    preprocessing (same ``data_identifier``, so nothing is preprocessed again) and takes the paper's
+    patch size, batch size, stage count and widths, with isotropic stride 2 and kernel 3.
+    Returns the file written.
+    """
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    p = get_preset(preset)
+    try:
+        dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
+    except RuntimeError as e:
+        raise PresetPlansError(f"{e}\nRun nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first.") from None
+    folder = Path(nnUNet_preprocessed.require()) / dataset_name
+    source = folder / f"{source_plans}.json"
+    if not source.is_file():
+        raise PresetPlansError(
+            f"{source} does not exist: data set {dataset_name} has not been planned yet. "
+            f"Run nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first."
+        )
+    plans = json.loads(source.read_text())
+    configurations = plans["configurations"]
+    data_is_3d = "3d_fullres" in configurations
+    config_name = "3d_fullres" if p.spatial_dims == 3 else "2d"
+    if (p.spatial_dims == 3) != data_is_3d or config_name not in configurations:
+        kind = "3D" if data_is_3d else "2D"
+        raise PresetPlansError(
+            f"preset {p.name} is {p.spatial_dims}D but data set {dataset_name} is {kind} "
+            f"(configurations in {source.name}: {', '.join(configurations)})"
+        )
+    config = copy.deepcopy(configurations[config_name])
+    if "inherits_from" in config:
+        raise PresetPlansError(f"configuration {config_name} of {source} inherits from another; expected a full one")
+    arch = config["architecture"]["arch_kwargs"]
+    n = p.levels
+    arch["n_stages"] = n
+    arch["features_per_stage"] = p.features_per_stage
+    arch["strides"] = [[s] * p.spatial_dims for s in p.strides]
+    arch["kernel_sizes"] = [[3] * p.spatial_dims for _ in range(n)]
+    for key in ("n_conv_per_stage", "n_blocks_per_stage"):
+        if key in arch:
+            arch[key] = [arch[key][0]] * n
+    if "n_conv_per_stage_decoder" in arch:
+        arch["n_conv_per_stage_decoder"] = [arch["n_conv_per_stage_decoder"][0]] * (n - 1)
+    config["patch_size"] = list(p.patch_size)
+    config["batch_size"] = p.batch_size
+    plans["plans_name"] = plans_identifier
+    plans["configurations"] = {config_name: config}
+    target = folder / f"{plans_identifier}.json"
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(plans, indent=4, sort_keys=False))
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,57 @@
+"""Shared fixtures: nnU-Net folders in a temporary place and running nnU-Net's real commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip_slow = pytest.mark.skip(reason="long run: opt in with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+@pytest.fixture
+def nnunet_env(tmp_path, monkeypatch) -> dict:
+    """nnUNet_raw / nnUNet_preprocessed / nnUNet_results under tmp_path, set in os.environ.
+
+    Returns the environment (a dict) to hand to subprocesses.
+    """
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        folder = tmp_path / name
+        folder.mkdir()
+        monkeypatch.setenv(name, str(folder))
+    monkeypatch.setenv("nnUNet_compile", "f")
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "2")
+    return env
+
+
+def run_command(args: list[str], env: dict | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run an installed console command (``nnUNetv2_*``, ``nnunet-deconver``) of this environment.
+
+    Fails the test with the command's output when it exits non-zero.
+    """
+    exe = BIN / args[0]
+    cmd = [str(exe) if exe.exists() else args[0], *args[1:]]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"command failed ({proc.returncode}): {' '.join(cmd)}\n--- stdout ---\n{proc.stdout[-6000:]}"
+            f"\n--- stderr ---\n{proc.stderr[-6000:]}"
+        )
+    return proc

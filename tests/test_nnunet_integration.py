@@ -1,0 +1,245 @@
+"""nnU-Net's real commands with Deconver trainers on tiny synthetic data sets written as real files.
+
+Each data set is planned, preprocessed, trained with the short variant (nnUNetTrainerDeconver_smoke)
+and predicted once per module; the tests then check predictions, resuming, the network nnU-Net's
+predictor builds, and the paper presets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from conftest import run_command
+from nnunet_deconver.network.stats import count_parameters
+from nnunet_deconver.nnunet.synthetic import make_2d_rgb_dataset, make_3d_dataset
+
+SMOKE = "nnUNetTrainerDeconver_smoke"
+
+
+def _env(root: Path) -> dict:
+    env = dict(os.environ)
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        env[name] = str(root / name)
+    env["nnUNet_compile"] = "f"
+    return env
+
+
+class Pipeline:
+    """A data set taken through plan / preprocess / smoke training / prediction."""
+
+    def __init__(self, root: Path, dataset_id: int, config: str, make):
+        self.env = _env(root)
+        self.id, self.config = dataset_id, config
+        self.raw = make(Path(self.env["nnUNet_raw"]))
+        self.name = self.raw.name
+        self.pre = Path(self.env["nnUNet_preprocessed"]) / self.name
+        self.model = Path(self.env["nnUNet_results"]) / self.name / f"{SMOKE}__nnUNetPlans__{config}"
+        self.pred = root / "predictions"
+        run_command(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", config, "-np", "1",
+                     "--verify_dataset_integrity"], self.env)
+        run_command(["nnUNetv2_train", str(dataset_id), config, "0", "-tr", SMOKE, "-device", "cpu"],
+                    {**self.env, "nnUNet_n_proc_DA": "0"})
+        run_command(["nnUNetv2_predict", "-i", str(self.raw / "imagesTs"), "-o", str(self.pred), "-d", str(dataset_id),
+                     "-c", config, "-tr", SMOKE, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], self.env)
+
+    @property
+    def plans(self) -> dict:
+        return json.loads((self.pre / "nnUNetPlans.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def aniso3d(tmp_path_factory):
+    """Binary 3D, spacing 3 x 1 x 1 mm: nnU-Net plans a [1, 2, 2] stride and (1, 3, 3) kernels."""
+    return Pipeline(tmp_path_factory.mktemp("aniso"), 901, "3d_fullres",
+                    lambda raw: make_3d_dataset(raw, 901, "Aniso", 5, 1, shape=(10, 32, 32), spacing=(3.0, 1.0, 1.0)))
+
+
+@pytest.fixture(scope="module")
+def rgb2d(tmp_path_factory):
+    return Pipeline(tmp_path_factory.mktemp("rgb"), 902, "2d",
+                    lambda raw: make_2d_rgb_dataset(raw, 902, "Rgb", 5, 1, shape=(48, 64)))
+
+
+@pytest.fixture(scope="module")
+def regions3d(tmp_path_factory):
+    """Three overlapping regions (whole / core / enhancing) from four channels, like BraTS."""
+    return Pipeline(tmp_path_factory.mktemp("regions"), 903, "3d_fullres",
+                    lambda raw: make_3d_dataset(raw, 903, "Regions", 5, 1, shape=(16, 16, 16), n_channels=4,
+                                                region_based=True, seed=1))
+
+
+def _check_prediction(p: Pipeline, ending: str, allowed: set[int]):
+    for image in sorted((p.raw / "imagesTs").glob(f"*_0000{ending}")):
+        case = image.name[: -len(f"_0000{ending}")]
+        pred_file = p.pred / f"{case}{ending}"
+        assert pred_file.is_file(), f"no prediction for {case}"
+        src, pred = sitk.ReadImage(str(image)), sitk.ReadImage(str(pred_file))
+        assert pred.GetSize()[:2] == src.GetSize()[:2]
+        values = set(np.unique(sitk.GetArrayFromImage(pred)).tolist())
+        assert values <= allowed, f"{pred_file.name}: label values {values} not in {allowed}"
+        return src, pred
+    pytest.fail("no test images")
+
+
+def test_anisotropic_3d_pipeline(aniso3d):
+    arch = aniso3d.plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    assert [1, 2, 2] in arch["strides"] and arch["kernel_sizes"][0] == [1, 3, 3]
+    src, pred = _check_prediction(aniso3d, ".nii.gz", {0, 1})
+    assert pred.GetSize() == src.GetSize()
+    np.testing.assert_allclose(pred.GetSpacing(), src.GetSpacing())
+    np.testing.assert_allclose(pred.GetOrigin(), src.GetOrigin())
+    # the Deconver that was trained follows the plans: NDC kernels (1, 3, 3) where nnU-Net has (1, 3, 3)
+    ckpt = torch.load(aniso3d.model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["trainer_name"] == SMOKE
+    ndc_weight = ckpt["network_weights"]["encoder.stages.0.block.mixer.ndc.weight"]
+    assert tuple(ndc_weight.shape[2:]) == tuple(arch["kernel_sizes"][0])
+    assert (aniso3d.model / "fold_0" / "validation" / "summary.json").is_file()
+
+
+def test_2d_rgb_pipeline(rgb2d):
+    from PIL import Image
+
+    assert "2d" in rgb2d.plans["configurations"] and "3d_fullres" not in rgb2d.plans["configurations"]
+    _check_prediction(rgb2d, ".png", {0, 1})
+    case = sorted((rgb2d.raw / "labelsTs").glob("*.png"))[0]
+    assert Image.open(rgb2d.pred / case.name).size == Image.open(case).size
+
+
+def test_region_based_pipeline(regions3d):
+    ckpt = torch.load(regions3d.model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["network_weights"]["decoder.head.weight"].shape[0] == 3  # one sigmoid output per region
+    src, pred = _check_prediction(regions3d, ".nii.gz", {0, 1, 2, 3})
+    assert pred.GetSize() == src.GetSize()
+
+
+def test_unknown_trainer_gives_nnunets_error(aniso3d):
+    proc = subprocess.run([str(Path(sys.executable).parent / "nnUNetv2_train"), "901", "3d_fullres", "0",
+                           "-tr", "nnUNetTrainerDoesNotExist", "-device", "cpu"],
+                          env=aniso3d.env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "Could not find requested nnunet trainer nnUNetTrainerDoesNotExist" in proc.stdout + proc.stderr
+
+
+def _trainer(p: Pipeline, name: str = SMOKE, plans: str = "nnUNetPlans"):
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+            mp.setenv(key, p.env[key])
+        trainer = get_trainer_from_args(str(p.id), p.config, 0, name, plans, device=torch.device("cpu"))
+        trainer.initialize()
+    return trainer
+
+
+def test_resume_restores_epoch_weights_and_optimizer(aniso3d, tmp_path):
+    first = _trainer(aniso3d)
+    first.current_epoch = 7
+    with torch.no_grad():
+        for p in first.network.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    # one optimiser step, so that AdamW has state to restore
+    loss = sum(o.float().mean() for o in first.network(torch.randn(1, 2, *first.configuration_manager.patch_size)))
+    loss.backward()
+    first.optimizer.step()
+    ckpt = tmp_path / "checkpoint_latest.pth"
+    first.save_checkpoint(str(ckpt))
+
+    second = _trainer(aniso3d)
+    second.load_checkpoint(str(ckpt))
+    assert second.current_epoch == 7 + 1  # nnU-Net stores the epoch to continue with
+    for a, b in zip(first.network.state_dict().values(), second.network.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    exp_a = first.optimizer.state_dict()["state"][0]["exp_avg"]
+    torch.testing.assert_close(second.optimizer.state_dict()["state"][0]["exp_avg"], exp_a)
+    # the schedule is a function of the epoch: the resumed run sets the same rate
+    second.lr_scheduler.step(second.current_epoch)
+    first.lr_scheduler.step(8)
+    assert second.optimizer.param_groups[0]["lr"] == first.optimizer.param_groups[0]["lr"]
+
+
+PREDICT_SCRIPT = """
+import sys, torch
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+predictor = nnUNetPredictor(device=torch.device('cpu'), perform_everything_on_device=False)
+predictor.initialize_from_trained_model_folder(sys.argv[1], use_folds=(0,), checkpoint_name='checkpoint_final.pth')
+x = torch.load(sys.argv[2])
+predictor.network.eval()
+with torch.no_grad():
+    torch.save(predictor.network(x), sys.argv[3])
+"""
+
+
+def test_predictor_builds_the_trained_network(aniso3d, tmp_path):
+    """nnU-Net's predictor, in a new process, computes what the training-time network computes."""
+    torch.manual_seed(0)
+    trainer = _trainer(aniso3d)
+    x = torch.randn(1, 2, *trainer.configuration_manager.patch_size)
+    torch.save(x, tmp_path / "x.pt")
+    proc = subprocess.run([sys.executable, "-c", PREDICT_SCRIPT, str(aniso3d.model), str(tmp_path / "x.pt"),
+                           str(tmp_path / "y.pt")], env=aniso3d.env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(aniso3d.model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    trainer.network.load_state_dict(ckpt["network_weights"])  # built with deep supervision, as in training
+    trainer.network.eval()
+    with torch.no_grad():
+        expected = trainer.network(x)[0]
+    torch.testing.assert_close(torch.load(tmp_path / "y.pt"), expected, rtol=1e-5, atol=1e-5)
+
+
+def _preset_network(p: Pipeline, preset: str, trainer: str = "nnUNetTrainerDeconver"):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    run_command(["nnunet-deconver", "plan", str(p.id), "--preset", preset], p.env)
+    plans = PlansManager(str(p.pre / "nnUNetDeconverPlans.json"))
+    config = plans.get_configuration(p.config)
+    dataset_json = json.loads((p.pre / "dataset.json").read_text())
+    outputs = plans.get_label_manager(dataset_json).num_segmentation_heads
+    channels = len(dataset_json["channel_names"])
+    from nnunet_deconver.nnunet import trainers
+
+    cls = getattr(trainers, trainer)
+    return config, cls.build_network_architecture(plans, config, channels, outputs, enable_deep_supervision=False)
+
+
+def test_presets_write_plans_with_paper_parameter_counts(aniso3d, regions3d, rgb2d):
+    # binary tasks: nnU-Net's two softmax outputs add C0 + 1 parameters to the paper's one sigmoid output
+    config, net = _preset_network(aniso3d, "isles22")
+    assert config.patch_size == [64, 64, 64] and config.batch_size == 8
+    assert count_parameters(net) == 10_482_177 + 64 + 1
+    _, net = _preset_network(aniso3d, "isles22", "nnUNetTrainerDeconver_k5")
+    assert count_parameters(net) == 11_034_113 + 64 + 1
+    config, net = _preset_network(regions3d, "brats23")  # four channels, three sigmoid regions: as the paper
+    assert config.patch_size == [128, 128, 128] and config.batch_size == 2
+    assert count_parameters(net) == 10_559_747
+    config, net = _preset_network(rgb2d, "glas")
+    assert config.patch_size == [256, 256] and config.batch_size == 8
+    assert count_parameters(net) == 20_645_025 + 32 + 1
+    _, net = _preset_network(rgb2d, "fives", "nnUNetTrainerDeconver_k5")
+    assert count_parameters(net) == 20_804_769 + 32 + 1
+    # the preset plans keep nnU-Net's preprocessed data
+    plans = json.loads((aniso3d.pre / "nnUNetDeconverPlans.json").read_text())
+    assert plans["configurations"]["3d_fullres"]["data_identifier"] == "nnUNetPlans_3d_fullres"
+
+
+def test_preset_refusals(aniso3d, rgb2d, tmp_path):
+    proc = subprocess.run([str(Path(sys.executable).parent / "nnunet-deconver"), "plan", "901", "--preset", "glas"],
+                          env=aniso3d.env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "preset glas is 2D but data set Dataset901_Aniso is 3D" in proc.stderr
+    proc = subprocess.run([str(Path(sys.executable).parent / "nnunet-deconver"), "plan", "902", "--preset", "isles22"],
+                          env=rgb2d.env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "is 3D but data set Dataset902_Rgb is 2D" in proc.stderr
+    env = _env(tmp_path)
+    make_3d_dataset(Path(env["nnUNet_raw"]), 909, "Unplanned", 2)
+    proc = subprocess.run([str(Path(sys.executable).parent / "nnunet-deconver"), "plan", "909", "--preset", "isles22"],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "has not been planned yet" in proc.stderr

@@ -1,0 +1,81 @@
+"""Pieces of the nnU-Net integration that need no nnU-Net run: schedule, plans mapping, trainer lookup."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nnunet_deconver.nnunet import ext_trainer_hook
+from nnunet_deconver.nnunet.lr_schedule import WarmupCosineLRScheduler
+from nnunet_deconver.nnunet.plans import deconver_arguments
+
+
+def test_warmup_cosine_schedule_values():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosineLRScheduler(opt, 1e-4, max_steps=500)
+    assert sched.warmup_steps == 5  # 1% of 500
+    rates = []
+    for epoch in range(500):
+        sched.step(epoch)
+        rates.append(opt.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(1e-5)  # a tenth of the rate at the start of the warm-up
+    assert rates[1] == pytest.approx(1e-5 + 0.9e-4 / 5)
+    assert rates[5] == pytest.approx(1e-4)  # end of the warm-up: the full rate
+    assert rates[5 + 495 // 2] == pytest.approx(1e-4 * 0.5 * (1 + math.cos(math.pi * (495 // 2) / 495)))
+    assert rates[-1] == pytest.approx(1e-4 * 0.5 * (1 + math.cos(math.pi * 494 / 495)))
+    assert all(a <= b for a, b in zip(rates[:5], rates[1:6])) and all(a >= b for a, b in zip(rates[5:], rates[6:]))
+
+
+class _Config:
+    """The two things deconver_arguments reads of nnU-Net's ConfigurationManager."""
+
+    patch_size = [20, 64, 64]
+    network_arch_init_kwargs = {
+        "n_stages": 6,
+        "features_per_stage": [32, 64, 128, 256, 320, 320],
+        "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2], [1, 2, 2]],
+        "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
+    }
+
+
+def test_plans_to_network_arguments():
+    args = deconver_arguments(_Config(), 4, 3, kernel_size=5, deep_supervision=False)
+    assert args["features_per_stage"] == [32, 64, 128, 256, 512, 512]  # min(C0 2^l, 512), not nnU-Net's 320
+    assert args["strides"][1] == [1, 2, 2] and len(args["strides"]) == 6
+    assert args["kernel_sizes"][0] == [1, 5, 5] and args["kernel_sizes"][1] == [5, 5, 5]
+    assert args["stem_kernel_size"] == [1, 3, 3]
+    assert (args["input_channels"], args["num_classes"], args["spatial_dims"]) == (4, 3, 3)
+
+
+def test_ext_trainer_hook_appends_once_and_keeps_user_folders(tmp_path):
+    folder = ext_trainer_hook.trainer_folder()
+    assert folder is not None and os.path.isfile(os.path.join(folder, "deconver_trainers.py"))
+    env = {"nnUNet_extTrainer": str(tmp_path)}
+    ext_trainer_hook.register(env)
+    ext_trainer_hook.register(env)
+    assert env["nnUNet_extTrainer"].split(os.pathsep) == [str(tmp_path), folder]
+    empty: dict = {}
+    ext_trainer_hook.register(empty)
+    assert empty["nnUNet_extTrainer"] == folder
+
+
+def test_installed_environment_finds_trainers():
+    """A new interpreter of this environment has the trainer folder on nnU-Net's search path and
+    nnU-Net's own lookup returns the trainer class (what -tr does)."""
+    code = (
+        "import os\n"
+        "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find\n"
+        "cls = find('nnUNetTrainerDeconver_k5')\n"
+        "assert cls.__module__ == 'nnunet_deconver.nnunet.trainers', cls.__module__\n"
+        "assert cls.kernel_size == 5\n"
+        "print(os.environ['nnUNet_extTrainer'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith(os.path.join("nnunet", "trainer_lookup"))
