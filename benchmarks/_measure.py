@@ -232,10 +232,11 @@ def base_parser(description: str, reps: int = 3) -> argparse.ArgumentParser:
     """Options every benchmark script shares: --quick, --reps, --threads, --seed (and --worker)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script (seconds)")
-    parser.add_argument("--reps", type=int, default=reps, help=f"timed repetitions after a warm-up (default {reps})")
+    parser.add_argument("--reps", type=int, help=f"timed repetitions after a warm-up (default {reps}; quick 1)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch threads per worker")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", metavar="JSON", help=argparse.SUPPRESS)
+    parser.set_defaults(default_reps=reps)
     return parser
 
 
@@ -250,7 +251,8 @@ def bench_main(
     if args.worker:
         _worker(build_case, args.worker)
         return 0
-    session = Session(Settings(args.reps, args.threads, args.seed))
+    reps = args.reps or (1 if args.quick else args.default_reps)
+    session = Session(Settings(reps, args.threads, args.seed))
     print(report(args, session))
     return 0
 
@@ -320,7 +322,7 @@ class Session:
             f"load average (1 min) {self.load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
             f"wall time {time.perf_counter() - self.started:.0f} s",
             f"- Command: `{self.command}`",
-            f"- Method: every measurement in a fresh process; time = median of {s.reps} runs after one "
+            f"- Method: every measurement in a fresh process; time = median of {s.reps} run(s) after one "
             "warm-up; peak growth = peak RSS (`ru_maxrss`) minus RSS after building the inputs/model, "
             "one run without warm-up (process primed on a tiny input; see `benchmarks/_measure.py`)",
         ]

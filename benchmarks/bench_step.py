@@ -13,7 +13,7 @@ a smaller patch).
 Run from the repository root::
 
     .venv/bin/python benchmarks/bench_step.py            # patch 64^3, batch 2
-    .venv/bin/python benchmarks/bench_step.py --quick    # patch 32^3, batch 2
+    .venv/bin/python benchmarks/bench_step.py --quick    # patch 32^3, batch 1
 """
 
 from __future__ import annotations
@@ -69,9 +69,10 @@ def build_case(spec: dict) -> Case:
 def report(args: argparse.Namespace, session: Session) -> str:
     """Measure every network; the Markdown section."""
     patch = args.patch or (32 if args.quick else 64)
+    batch = args.batch or (1 if args.quick else 2)
     results = []
     for network, levels in ROWS:
-        spec = {"network": network, "checkpoint_levels": levels, "patch": patch, "batch": args.batch,
+        spec = {"network": network, "checkpoint_levels": levels, "patch": patch, "batch": batch,
                 "flops_patch": args.flops_patch}
         results.append(measure(__file__, spec, session.settings, network_label(network, levels)))
     plain = results[-1]
@@ -86,7 +87,7 @@ def report(args: argparse.Namespace, session: Session) -> str:
         ])
     intro = [
         f"One training step (forward, loss = sum over deep-supervision outputs of mean(out^2), backward, "
-        f"AdamW step), 3D patch {patch}^3, batch {args.batch}, 2 input channels, 2 outputs, deep "
+        f"AdamW step), 3D patch {patch}^3, batch {batch}, 2 input channels, 2 outputs, deep "
         "supervision on, float32, CPU.",
     ]
     body = [
@@ -107,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
     """Command line of this benchmark."""
     p = base_parser(__doc__.splitlines()[0], reps=2)
     p.add_argument("--patch", type=int, help="cubic patch edge (default 64; quick 32)")
-    p.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
+    p.add_argument("--batch", type=int, help="batch size (default 2; quick 1)")
     p.add_argument("--flops-patch", type=int, default=32, help="patch edge FLOPs are counted on (default 32)")
     return p
 

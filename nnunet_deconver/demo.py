@@ -53,7 +53,10 @@ def run_demo(folder: Path, n_train: int = 9, n_test: int = 3, min_dice: float = 
     paths = {name: folder / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     for p in paths.values():
         p.mkdir(parents=True)
-    env = {**os.environ, **{k: str(v) for k, v in paths.items()}, "nnUNet_compile": "f"}
+    # nnU-Net spawns 8 worker processes by default (export, checks): use as many as there are cores
+    workers = str(min(8, os.cpu_count() or 1))
+    env = {**os.environ, **{k: str(v) for k, v in paths.items()}, "nnUNet_compile": "f",
+           "nnUNet_def_n_proc": os.environ.get("nnUNet_def_n_proc", workers)}
     started = time.time()
 
     _step(f"1/5 writing {n_train + n_test} synthetic cases (2 channels, 32^3 voxels) under {paths['nnUNet_raw']}")

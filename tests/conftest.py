@@ -36,6 +36,8 @@ def nnunet_env(tmp_path, monkeypatch) -> dict:
         folder.mkdir()
         monkeypatch.setenv(name, str(folder))
     monkeypatch.setenv("nnUNet_compile", "f")
+    # nnU-Net spawns 8 worker processes by default (export, integrity checks): 2 cores here
+    monkeypatch.setenv("nnUNet_def_n_proc", "2")
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "2")
     return env

@@ -31,6 +31,7 @@ def _env(root: Path) -> dict:
         (root / name).mkdir(parents=True, exist_ok=True)
         env[name] = str(root / name)
     env["nnUNet_compile"] = "f"
+    env["nnUNet_def_n_proc"] = "2"  # nnU-Net's default is 8 spawned workers: 2 cores here
     return env
 
 
@@ -243,3 +244,14 @@ def test_preset_refusals(aniso3d, rgb2d, tmp_path):
     proc = subprocess.run([str(Path(sys.executable).parent / "nnunet-deconver"), "plan", "909", "--preset", "isles22"],
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and "has not been planned yet" in proc.stderr
+
+
+def test_validation_only_with_npz_and_find_best_configuration(aniso3d):
+    validation = aniso3d.model / "fold_0" / "validation"
+    run_command(["nnUNetv2_train", "901", "3d_fullres", "0", "-tr", SMOKE, "--val", "--npz", "-device", "cpu"],
+                {**aniso3d.env, "nnUNet_n_proc_DA": "0"})
+    assert list(validation.glob("*.npz")), "--npz wrote no probabilities"
+    run_command(["nnUNetv2_find_best_configuration", "901", "-c", "3d_fullres", "-tr", SMOKE, "-f", "0", "-np", "1"],
+                aniso3d.env)
+    info = json.loads((Path(aniso3d.env["nnUNet_results"]) / aniso3d.name / "inference_information.json").read_text())
+    assert info["best_model_or_ensemble"]["selected_model_or_models"][0]["trainer"] == SMOKE
