@@ -6,7 +6,9 @@ Method (the same for every side of every comparison):
   ``python <script> --worker <json>``; the worker builds its :class:`Case` from the JSON ``spec``
   with ``torch.set_num_threads(threads)`` (and ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``) and fixed
   seeds, measures, and prints one result line (JSON after :data:`RESULT_MARK`).
-- Time: one warm-up run, then the median of ``reps`` runs timed with ``time.perf_counter``.
+- Time: one warm-up run, then the median of ``reps`` runs timed with ``time.perf_counter``;
+  fewer (at least one) for slow cases: no run is started that would, going by the previous one,
+  take the timed total past ``budget`` seconds.
 - Peak memory growth: in another fresh process, with no warm-up at the measured size. The case
   is built (inputs, model, ...) and "primed": the same work once on a tiny input, so that one-time
   costs of a process (library code paged in, thread pools started: about 50 MB, the same for
@@ -83,11 +85,15 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _median_time(fn: Callable[[], Any], warmup: Callable[[], Any], reps: int) -> list[float]:
-    """Seconds of ``reps`` runs of ``fn`` after one run of ``warmup``."""
+def _timed_runs(fn: Callable[[], Any], warmup: Callable[[], Any], reps: int, budget: float) -> list[float]:
+    """Seconds of up to ``reps`` runs of ``fn`` after one run of ``warmup``.
+
+    At least one run; no further run when the previous one says it would take the total past
+    ``budget`` seconds.
+    """
     warmup()
-    times = []
-    for _ in range(reps):
+    times: list[float] = []
+    while len(times) < reps and (not times or sum(times) + times[-1] <= budget):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -148,7 +154,7 @@ def _worker(build_case: Callable[[dict], Case], payload: str) -> None:
     case = build_case(job["spec"])
     if job["mode"] == "time":
         times = {
-            name: _median_time(fn, case.warmup or fn, job["reps"]) for name, fn in case.phases.items()
+            name: _timed_runs(fn, case.warmup or fn, job["reps"], job["budget"]) for name, fn in case.phases.items()
         }
         result: dict = {"times": times, "info": case.info() if case.info else {}}
     elif job["mode"] == "memory":
@@ -169,6 +175,7 @@ class Settings:
     reps: int
     threads: int = DEFAULT_THREADS
     seed: int = 0
+    budget: float = 120.0
 
 
 @dataclass
@@ -198,13 +205,13 @@ def log(message: str) -> None:
 def run_worker(script: str | Path, spec: dict, mode: str, settings: Settings) -> dict | None:
     """Run ``script --worker`` in a fresh process; its result dict, or None if it failed."""
     payload = json.dumps(
-        {"spec": spec, "mode": mode, "reps": settings.reps, "threads": settings.threads, "seed": settings.seed}
+        {"spec": spec, "mode": mode, "reps": settings.reps, "threads": settings.threads, "seed": settings.seed,
+         "budget": settings.budget}
     )
     threads = str(settings.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    proc = subprocess.run(
-        [sys.executable, str(Path(script).resolve()), "--worker", payload], capture_output=True, text=True, env=env, cwd=REPO_ROOT
-    )
+    command = [sys.executable, str(Path(script).resolve()), "--worker", payload]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
             return json.loads(line[len(RESULT_MARK):])
@@ -218,7 +225,12 @@ def measure(script: str | Path, spec: dict, settings: Settings, label: str = "")
     timed = run_worker(script, spec, "time", settings) or {}
     memory = run_worker(script, spec, "memory", settings)
     result = Measurement(timed.get("times", {}), timed.get("info", {}), memory)
-    medians = ", ".join(f"{name} {fmt_s(result.median(name))} s" for name in result.times)
+    if memory is not None and not memory["peak_reset"]:
+        log("  warning: could not reset the peak-RSS mark; growth may include peaks reached while building")
+    medians = ", ".join(
+        f"{name} {fmt_s(result.median(name))} s (runs: {' '.join(fmt_s(r) for r in runs)})"
+        for name, runs in result.times.items()
+    )
     log(f"  {label or spec}: {medians or 'time failed'}; growth {fmt_mb(result.growth_mb)} MB "
         f"[{time.perf_counter() - start:.0f} s]")
     return result
@@ -231,10 +243,12 @@ def measure(script: str | Path, spec: dict, settings: Settings, label: str = "")
 def base_parser(description: str, reps: int = 3) -> argparse.ArgumentParser:
     """Options every benchmark script shares: --quick, --reps, --threads, --seed (and --worker)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script (seconds)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
     parser.add_argument("--reps", type=int, help=f"timed repetitions after a warm-up (default {reps}; quick 1)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch threads per worker")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=float, default=120.0,
+                        help="seconds of timed runs per phase beyond which no further run starts (default 120)")
     parser.add_argument("--worker", metavar="JSON", help=argparse.SUPPRESS)
     parser.set_defaults(default_reps=reps)
     return parser
@@ -252,7 +266,7 @@ def bench_main(
         _worker(build_case, args.worker)
         return 0
     reps = args.reps or (1 if args.quick else args.default_reps)
-    session = Session(Settings(reps, args.threads, args.seed))
+    session = Session(Settings(reps, args.threads, args.seed, args.budget))
     print(report(args, session))
     return 0
 
@@ -289,6 +303,25 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _busy_cpu_seconds() -> float:
+    """CPU-seconds the whole machine has spent busy since boot (``/proc/stat``)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return float("nan")
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU-seconds of this process and its finished children (the workers)."""
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+
+
 def _display_path(path: str) -> str:
     try:
         return os.path.relpath(path)
@@ -297,14 +330,34 @@ def _display_path(path: str) -> str:
 
 
 class Session:
-    """One benchmark run: settings, start time and load, and the Markdown header it ends with."""
+    """One benchmark run: settings, start time and load, and the Markdown header it ends with.
+
+    The header reports how much CPU other processes took during the run (machine busy time minus
+    this process's and its workers'): on 2 cores, a competing process can slow the 2-thread
+    workers many times over, so timings are only comparable when that share is small.
+    """
+
+    #: share of the machine's CPU time taken by other processes above which timings are flagged
+    BUSY_WARNING = 0.05
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.started = time.perf_counter()
         self.date = datetime.datetime.now().astimezone()
         self.load_before = os.getloadavg()[0]
+        self.cpu_before = (_busy_cpu_seconds(), _own_cpu_seconds())
         self.command = shlex.join([_display_path(sys.executable), _display_path(sys.argv[0]), *sys.argv[1:]])
+
+    def interference(self) -> str:
+        """CPU time other processes used since the start, as a Markdown line fragment."""
+        wall = time.perf_counter() - self.started
+        others = (_busy_cpu_seconds() - self.cpu_before[0]) - (_own_cpu_seconds() - self.cpu_before[1])
+        share = max(others, 0.0) / (wall * (os.cpu_count() or 1))
+        text = (f"wall time {wall:.0f} s; other processes used {max(others, 0.0):.0f} CPU-s meanwhile "
+                f"({share:.0%} of the machine); load average (1 min) at the start {self.load_before:.2f}")
+        if share > self.BUSY_WARNING:
+            text += " — **machine not idle: timings unreliable, rerun on an idle machine**"
+        return text
 
     def header(self) -> list[str]:
         """Machine facts, settings and command, as Markdown bullet lines."""
@@ -318,13 +371,13 @@ class Session:
             f"Linux {platform.release()}, Python {platform.python_version()}",
             f"- torch {_package_version('torch')} (CPU), nnunetv2 {_package_version('nnunetv2')}, "
             f"dynamic_network_architectures {_package_version('dynamic_network_architectures')}",
-            f"- Threads per worker: {s.threads}; seed {s.seed}; date {self.date:%Y-%m-%d %H:%M %Z}; "
-            f"load average (1 min) {self.load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
-            f"wall time {time.perf_counter() - self.started:.0f} s",
+            f"- Threads per worker: {s.threads}; seed {s.seed}; date {self.date:%Y-%m-%d %H:%M %Z}",
+            f"- Run: {self.interference()}",
             f"- Command: `{self.command}`",
             f"- Method: every measurement in a fresh process; time = median of {s.reps} run(s) after one "
-            "warm-up; peak growth = peak RSS (`ru_maxrss`) minus RSS after building the inputs/model, "
-            "one run without warm-up (process primed on a tiny input; see `benchmarks/_measure.py`)",
+            f"warm-up (fewer, at least one, when they would take over {s.budget:.0f} s); peak growth = "
+            "peak RSS (`ru_maxrss`) minus RSS after building the inputs/model, one run without warm-up "
+            "(process primed on a tiny input; see `benchmarks/_measure.py`)",
         ]
 
     def section(self, title: str, intro: Sequence[str], body: Sequence[str]) -> str:

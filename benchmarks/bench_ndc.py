@@ -11,7 +11,7 @@ for forward + backward time and for peak growth.
 Run from the repository root::
 
     .venv/bin/python benchmarks/bench_ndc.py            # C 32,64 x k 3,5 x 32^3, 64^3, 256^2
-    .venv/bin/python benchmarks/bench_ndc.py --quick    # C 32 x k 3,5 x 16^3, 64^2
+    .venv/bin/python benchmarks/bench_ndc.py --quick    # C 32 x k 3 x 16^3, 64^2
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def report(args: argparse.Namespace, session: Session) -> str:
     sizes = parse_sizes(args.sizes or ("16x16x16,64x64" if args.quick else "32x32x32,64x64x64,256x256"))
     channels = parse_ints(args.channels or ("32" if args.quick else "32,64"))
     rows, ratio_rows = [], []
-    for size, c, k in itertools.product(sizes, channels, parse_ints(args.kernels)):
+    kernels = parse_ints(args.kernels or ("3" if args.quick else "3,5"))
+    for size, c, k in itertools.product(sizes, channels, kernels):
         base = {"channels": c, "ratio": args.ratio, "kernel": k, "size": list(size), "batch": args.batch}
         label = case_label(base)
         result = {
@@ -113,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", help="spatial sizes, e.g. 32x32x32,256x256 (default: 32^3, 64^3, 256^2; quick: "
                    "16^3, 64^2)")
     p.add_argument("--channels", help="channel counts C, e.g. 32,64 (default 32,64; quick 32)")
-    p.add_argument("--kernels", default="3,5", help="kernel sizes k (default 3,5)")
+    p.add_argument("--kernels", help="kernel sizes k (default 3,5; quick 3)")
     p.add_argument("--ratio", type=int, default=4, help="source channel ratio R (default 4)")
     p.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     return p

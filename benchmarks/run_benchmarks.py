@@ -59,9 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the scripts")
     parser.add_argument("--reps", type=int, help="timed repetitions (default: each script's own)")
     parser.add_argument("--threads", type=int, help="torch threads per worker (default 2)")
+    parser.add_argument("--budget", type=float, help="seconds of timed runs per phase (default 120)")
     args = parser.parse_args(argv)
     options = ["--quick"] if args.quick else []
-    for flag, value in (("--reps", args.reps), ("--threads", args.threads)):
+    for flag, value in (("--reps", args.reps), ("--threads", args.threads), ("--budget", args.budget)):
         if value is not None:
             options += [flag, str(value)]
     start = time.perf_counter()
