@@ -292,7 +292,8 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model name (from /proc/cpuinfo)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -367,7 +368,7 @@ class Session:
             usable = os.cpu_count()
         s = self.settings
         return [
-            f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs ({usable} usable), "
+            f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs ({usable} usable), "
             f"Linux {platform.release()}, Python {platform.python_version()}",
             f"- torch {_package_version('torch')} (CPU), nnunetv2 {_package_version('nnunetv2')}, "
             f"dynamic_network_architectures {_package_version('dynamic_network_architectures')}",

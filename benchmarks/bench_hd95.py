@@ -26,6 +26,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _measure import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from nnunet_deconver.evaluation.metrics import dice, hd95, surface_mask  # noqa: E402
 
 SHAPE = (240, 240, 155)
@@ -76,17 +77,6 @@ def timeit(fn, repeats: int) -> tuple[float, float]:
     return float(np.median(times)), value
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -94,7 +84,7 @@ def main() -> int:
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs visible; {platform.platform()}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs visible; {platform.platform()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}")
     print(f"volume {SHAPE}, spacing {SPACING} mm, median of {args.repeats} runs\n")
 

@@ -66,6 +66,15 @@ def write_dataset_json(folder: Path, channel_names: dict, labels: dict, num_trai
     generate_dataset_json(str(folder), channel_names, labels, num_training, file_ending, **extra)
 
 
+def _case_slots(raw_root: Path, dataset_id: int, name: str, n_train: int, n_test: int):
+    """Create ``Dataset{id:03d}_{name}`` with its four folders; yield (folder, "Tr" | "Ts", case id)."""
+    folder = Path(raw_root) / f"Dataset{dataset_id:03d}_{name}"
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n_train + n_test):
+        yield folder, "Tr" if i < n_train else "Ts", f"{name.lower()}_{i:03d}"
+
+
 def make_3d_dataset(
     raw_root: Path,
     dataset_id: int,
@@ -85,12 +94,7 @@ def make_3d_dataset(
     Test cases go to imagesTs / labelsTs.
     """
     rng = np.random.default_rng(seed)
-    folder = Path(raw_root) / f"Dataset{dataset_id:03d}_{name}"
-    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    for i in range(n_train + n_test):
-        split = "Tr" if i < n_train else "Ts"
-        case = f"{name.lower()}_{i:03d}"
+    for folder, split, case in _case_slots(raw_root, dataset_id, name, n_train, n_test):
         images, label = lesion_case(shape, spacing, rng, n_channels, 3 if region_based else 1)
         for c, image in enumerate(images):
             write_nifti(image, spacing, folder / f"images{split}" / f"{case}_{c:04d}.nii.gz")
@@ -112,12 +116,7 @@ def make_2d_rgb_dataset(raw_root: Path, dataset_id: int, name: str, n_train: int
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    folder = Path(raw_root) / f"Dataset{dataset_id:03d}_{name}"
-    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    for i in range(n_train + n_test):
-        split = "Tr" if i < n_train else "Ts"
-        case = f"{name.lower()}_{i:03d}"
+    for folder, split, case in _case_slots(raw_root, dataset_id, name, n_train, n_test):
         images, label = lesion_case(shape, (1.0, 1.0), rng, n_channels=3)
         rgb = np.stack([np.clip(2 * (im - 40), 0, 255) for im in images], axis=-1).astype(np.uint8)
         Image.fromarray(rgb, mode="RGB").save(folder / f"images{split}" / f"{case}_0000.png")
