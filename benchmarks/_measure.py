@@ -16,6 +16,9 @@ Method (the same for every side of every comparison):
   (``gc.collect``, ``malloc_trim``), the baseline is VmRSS of ``/proc/self/status``, the
   kernel's peak-RSS mark is reset (``clear_refs``, so earlier peaks do not count), and the work
   runs once; peak = ``ru_maxrss`` (KiB on Linux) and growth = peak - baseline.
+- Allocator: by default every worker runs with ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch backs tensors
+  of 2 MB and more with transparent huge pages), both sides alike; ``--allocator default`` turns
+  it off. A spec may carry ``"thp": bool`` to override it for one row.
 
 The scripts are run from the repository root (``.venv/bin/python benchmarks/bench_ndc.py``);
 importing this module puts the repository root first on ``sys.path``, so the working tree's
@@ -176,6 +179,8 @@ class Settings:
     threads: int = DEFAULT_THREADS
     seed: int = 0
     budget: float = 120.0
+    #: PyTorch's transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE``) in every worker
+    thp: bool = True
 
 
 @dataclass
@@ -209,7 +214,9 @@ def run_worker(script: str | Path, spec: dict, mode: str, settings: Settings) ->
          "budget": settings.budget}
     )
     threads = str(settings.threads)
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    thp = spec.get("thp", settings.thp)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+           "THP_MEM_ALLOC_ENABLE": "1" if thp else "0"}
     command = [sys.executable, str(Path(script).resolve()), "--worker", payload]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT)
     for line in reversed(proc.stdout.splitlines()):
@@ -249,6 +256,9 @@ def base_parser(description: str, reps: int = 3) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=120.0,
                         help="seconds of timed runs per phase beyond which no further run starts (default 120)")
+    parser.add_argument("--allocator", choices=("thp", "default"), default="thp",
+                        help="thp (default): PyTorch's huge-page allocation, THP_MEM_ALLOC_ENABLE=1, in every "
+                        "worker (what the Deconver trainers turn on for CPU training); default: plain malloc")
     parser.add_argument("--worker", metavar="JSON", help=argparse.SUPPRESS)
     parser.set_defaults(default_reps=reps)
     return parser
@@ -266,7 +276,7 @@ def bench_main(
         _worker(build_case, args.worker)
         return 0
     reps = args.reps or (1 if args.quick else args.default_reps)
-    session = Session(Settings(reps, args.threads, args.seed, args.budget))
+    session = Session(Settings(reps, args.threads, args.seed, args.budget, args.allocator == "thp"))
     print(report(args, session))
     return 0
 
@@ -341,8 +351,9 @@ class Session:
     #: share of the machine's CPU time taken by other processes above which timings are flagged
     BUSY_WARNING = 0.05
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, method: str | None = None):
         self.settings = settings
+        self.method = method
         self.started = time.perf_counter()
         self.date = datetime.datetime.now().astimezone()
         self.load_before = os.getloadavg()[0]
@@ -372,14 +383,23 @@ class Session:
             f"Linux {platform.release()}, Python {platform.python_version()}",
             f"- torch {_package_version('torch')} (CPU), nnunetv2 {_package_version('nnunetv2')}, "
             f"dynamic_network_architectures {_package_version('dynamic_network_architectures')}",
-            f"- Threads per worker: {s.threads}; seed {s.seed}; date {self.date:%Y-%m-%d %H:%M %Z}",
+            f"- Threads per worker: {s.threads}; seed {s.seed}; allocator: "
+            f"{'THP_MEM_ALLOC_ENABLE=1 (huge pages)' if s.thp else 'THP_MEM_ALLOC_ENABLE=0 (plain malloc)'} "
+            f"unless a row says otherwise; date {self.date:%Y-%m-%d %H:%M %Z}",
             f"- Run: {self.interference()}",
             f"- Command: `{self.command}`",
-            f"- Method: every measurement in a fresh process; time = median of {s.reps} run(s) after one "
+            f"- Method: {self.method or self.default_method()}",
+        ]
+
+    def default_method(self) -> str:
+        """How :func:`measure` measures, as one Markdown line."""
+        s = self.settings
+        return (
+            f"every measurement in a fresh process; time = median of {s.reps} run(s) after one "
             f"warm-up (fewer, at least one, when they would take over {s.budget:.0f} s); peak growth = "
             "peak RSS (`ru_maxrss`) minus RSS after building the inputs/model, one run without warm-up "
-            "(process primed on a tiny input; see `benchmarks/_measure.py`)",
-        ]
+            "(process primed on a tiny input; see `benchmarks/_measure.py`)"
+        )
 
     def section(self, title: str, intro: Sequence[str], body: Sequence[str]) -> str:
         """A Markdown section: title, intro lines, machine header, then the tables and notes."""

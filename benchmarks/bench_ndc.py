@@ -32,14 +32,19 @@ def _phases(spec: dict, size: Sequence[int]) -> dict[str, Callable[[], None]]:
     import torch
 
     from nnunet_deconver.ndc.functional import ndc, ndc_reference
+    from nnunet_deconver.ndc.ops import preferred_memory_format
 
     update = ndc if spec["impl"] == "custom" else ndc_reference
     batch, channels, sources = spec["batch"], spec["channels"], spec["ratio"] * spec["channels"]
     groups = channels
-    x = torch.rand(batch, channels, *size, requires_grad=True)
-    s0 = torch.rand(batch, sources, *size, requires_grad=True)
+    x = torch.rand(batch, channels, *size)
+    # Each side gets its inputs in the layout it runs in inside the network: the NDC module feeds
+    # ``ndc`` channels-last tensors on CPU (no copy inside the update); the plain graph, contiguous.
+    layout = preferred_memory_format(x) if spec["impl"] == "custom" else torch.contiguous_format
+    x = x.contiguous(memory_format=layout).requires_grad_()
+    s0 = torch.rand(batch, sources, *size).contiguous(memory_format=layout).requires_grad_()
     weight = torch.rand(channels, sources // groups, *[spec["kernel"]] * len(size), requires_grad=True)
-    upstream = torch.randn(batch, sources, *size)
+    upstream = torch.randn(batch, sources, *size).contiguous(memory_format=layout)
     leaves = (x, s0, weight)
 
     def forward() -> None:
@@ -89,7 +94,8 @@ def report(args: argparse.Namespace, session: Session) -> str:
             fmt_ratio(custom.growth_mb, plain.growth_mb, TARGET),
         ])
     intro = [
-        f"`ndc` (custom autograd function) vs `ndc_reference` (plain autograd graph, contiguous inputs): "
+        f"`ndc` (custom autograd function, channels-last inputs on CPU, as the NDC module gives them) vs "
+        f"`ndc_reference` (plain autograd graph, contiguous inputs): "
         f"one update, batch {args.batch}, R = {args.ratio}, groups = C, float32, x and s0 (and the filter) "
         "requiring grad; backward with a random upstream gradient. Target (issue): custom/plain <= "
         f"{TARGET} for fwd+bwd time and for peak growth.",

@@ -25,8 +25,12 @@ from typing import Callable
 from _measure import INPUT_CHANNELS, Case, Session, base_parser, bench_main, build_network, fmt_mb, fmt_ratio, \
     fmt_s, markdown_table, measure, network_label
 
-#: the rows: (network, checkpoint_levels)
-ROWS = (("deconver", []), ("deconver", [0]), ("plainconvunet", []))
+#: the rows: (network, checkpoint_levels, huge-page allocation); each is compared with
+#: PlainConvUNet under the same allocator
+ROWS = (
+    ("deconver", [], False), ("deconver", [], True), ("deconver", [0], True),
+    ("plainconvunet", [], False), ("plainconvunet", [], True),
+)
 #: patch of the priming step (the smallest PlainConvUNet trains on: 2^3 at its 5th stage)
 PRIME_PATCH = 32
 
@@ -71,19 +75,19 @@ def report(args: argparse.Namespace, session: Session) -> str:
     patch = args.patch or (32 if args.quick else 64)
     batch = args.batch or (1 if args.quick else 2)
     results = []
-    for network, levels in ROWS:
+    for network, levels, thp in ROWS:
         spec = {"network": network, "checkpoint_levels": levels, "patch": patch, "batch": batch,
-                "flops_patch": args.flops_patch}
-        results.append(measure(__file__, spec, session.settings, network_label(network, levels)))
-    plain = results[-1]
+                "flops_patch": args.flops_patch, "thp": thp}
+        results.append(measure(__file__, spec, session.settings, row_label(network, levels, thp)))
+    plain = {thp: m for (network, _, thp), m in zip(ROWS, results) if network == "plainconvunet"}
     rows = []
-    for (network, levels), m in zip(ROWS, results):
+    for (network, levels, thp), m in zip(ROWS, results):
         flops = m.info.get("flops_per_voxel")
         rows.append([
-            network_label(network, levels), fmt_s(m.median("step")), fmt_mb(m.growth_mb),
+            row_label(network, levels, thp), fmt_s(m.median("step")), fmt_mb(m.growth_mb),
             f"{m.info['params']:,}" if "params" in m.info else "n/a",
             "n/a" if flops is None else f"{flops / 1e3:,.1f}K",
-            fmt_ratio(m.median("step"), plain.median("step")), fmt_ratio(m.growth_mb, plain.growth_mb),
+            fmt_ratio(m.median("step"), plain[thp].median("step")), fmt_ratio(m.growth_mb, plain[thp].growth_mb),
         ])
     intro = [
         f"One training step (forward, loss = sum over deep-supervision outputs of mean(out^2), backward, "
@@ -99,9 +103,16 @@ def report(args: argparse.Namespace, session: Session) -> str:
         "",
         "Peak growth includes activations, gradients and the AdamW state created by the step. FLOPs: "
         f"forward, every convolution (NDC updates included), counted on a {args.flops_patch}^3 patch, per "
-        "input voxel.",
+        "input voxel. \"huge pages\": THP_MEM_ALLOC_ENABLE=1 (PyTorch backs large tensors with transparent "
+        "huge pages; the Deconver trainers turn it on for CPU training), \"malloc\": =0; ratios are against "
+        "PlainConvUNet under the same allocator.",
     ]
     return session.section("Training step: Deconver vs nnU-Net's U-Net", intro, body)
+
+
+def row_label(network: str, levels: list[int], thp: bool) -> str:
+    """E.g. "Deconver ISLES'22 (checkpoint_levels=[0]), huge pages"."""
+    return f"{network_label(network, levels)}, {'huge pages' if thp else 'malloc'}"
 
 
 def parser() -> argparse.ArgumentParser:

@@ -25,7 +25,8 @@ from _measure import REPO_ROOT, log
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "_results"
-BENCHMARKS = {"ndc": "bench_ndc.py", "step": "bench_step.py", "inference": "bench_inference.py"}
+BENCHMARKS = {"ndc": "bench_ndc.py", "step": "bench_step.py", "inference": "bench_inference.py",
+              "profile": "profile_step.py"}
 
 
 def results_dir() -> Path:
@@ -60,9 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, help="timed repetitions (default: each script's own)")
     parser.add_argument("--threads", type=int, help="torch threads per worker (default 2)")
     parser.add_argument("--budget", type=float, help="seconds of timed runs per phase (default 120)")
+    parser.add_argument("--allocator", choices=("thp", "default"),
+                        help="huge-page allocation in every worker (thp, the default) or plain malloc")
     args = parser.parse_args(argv)
     options = ["--quick"] if args.quick else []
-    for flag, value in (("--reps", args.reps), ("--threads", args.threads), ("--budget", args.budget)):
+    for flag, value in (("--reps", args.reps), ("--threads", args.threads), ("--budget", args.budget),
+                        ("--allocator", args.allocator)):
         if value is not None:
             options += [flag, str(value)]
     start = time.perf_counter()

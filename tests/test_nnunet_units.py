@@ -79,3 +79,37 @@ def test_installed_environment_finds_trainers():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith(os.path.join("nnunet", "trainer_lookup"))
+
+
+_HUGE_PAGE_PROBE = (
+    "import os, torch\n"
+    "from nnunet_deconver.nnunet.trainers import enable_huge_pages\n"
+    "enable_huge_pages()\n"
+    "t = torch.ones(64, 1024, 1024)\n"  # 256 MB, touched
+    "kib = sum(int(l.split()[1]) for l in open('/proc/self/smaps') if l.startswith('AnonHugePages:'))\n"
+    "print(os.environ['THP_MEM_ALLOC_ENABLE'], kib)\n"
+)
+
+
+def _huge_page_probe(extra_env: dict) -> tuple[str, int]:
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"} | extra_env
+    proc = subprocess.run([sys.executable, "-c", _HUGE_PAGE_PROBE], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    value, kib = proc.stdout.split()
+    return value, int(kib)
+
+
+def test_enable_huge_pages_backs_large_tensors_and_respects_the_user():
+    """Before torch's first large allocation, enable_huge_pages() makes big tensors use
+    transparent huge pages (when the kernel offers them); a user's own setting wins."""
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+        kernel_offers = "[never]" not in f.read()
+    value, kib = _huge_page_probe({})
+    assert value == "1"
+    if kernel_offers:
+        assert kib >= 128 * 1024, f"only {kib} KiB of the 256 MB tensor in huge pages"
+    value, kib_off = _huge_page_probe({"THP_MEM_ALLOC_ENABLE": "0"})
+    assert value == "0"
+    if kernel_offers and "[madvise]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read():
+        assert kib_off < 64 * 1024, f"{kib_off} KiB in huge pages although the user turned them off"

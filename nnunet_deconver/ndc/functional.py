@@ -15,8 +15,10 @@ Gradients of the custom function (``g`` = dL/ds_next, ``num`` and ``den`` the tw
     dL/ds = g * num / den - A^T(A(p))
     dL/dV = W(q, x) - W(p, A(s)) - W(s, A(p))      W(a, b) = d<A(a), b>/dV
 
-Only x, s and V are kept for backward; ``A(s)``, ``num`` and ``den`` are recomputed there, and
-every elementwise step reuses a buffer in place, so no (B, E, *S) intermediate outlives a call.
+Only x, s, V and ``y = A(s)`` (B, C, *S) are kept for backward; ``num`` and ``den`` are recomputed
+there, every elementwise step reuses a buffer in place, and each (B, E, *S) buffer is released as
+soon as it is no longer needed, so backward holds at most four of them (g, s, num / den and one
+work buffer) and no (B, E, *S) intermediate outlives a call.
 """
 
 from __future__ import annotations
@@ -38,32 +40,35 @@ class _NDCUpdate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, groups: int, eps: float):
         num = analysis(x, weight, groups).add_(eps)
-        den = analysis(synthesis(s, weight, groups), weight, groups).add_(eps)
-        ctx.save_for_backward(x, s, weight)
+        y = synthesis(s, weight, groups)
+        den = analysis(y, weight, groups).add_(eps)
+        ctx.save_for_backward(x, s, weight, y)
         ctx.groups, ctx.eps = groups, eps
         return num.div_(den).mul_(s)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor):
-        x, s, weight = ctx.saved_tensors
+        x, s, weight, y = ctx.saved_tensors
         groups, eps = ctx.groups, ctx.eps
         need_x, need_s, need_w = ctx.needs_input_grad[:3]
         g = g.contiguous(memory_format=preferred_memory_format(s)) if s.device.type == "cpu" else g
         with torch.autocast(device_type=s.device.type, enabled=False):
-            y = synthesis(s, weight, groups)
             den = analysis(y, weight, groups).add_(eps)
             ratio = analysis(x, weight, groups).add_(eps).div_(den)  # num / den
             q = den.reciprocal_().mul_(s).mul_(g)  # g * s / den, in den's buffer
+            del den
             grad_x = synthesis(q, weight, groups) if need_x else None
             grad_w = synthesis_weight_grad(q, x, weight, groups) if need_w else None
             p = q.mul_(ratio)  # g * s * num / den^2, in q's buffer
+            del q
             ap = synthesis(p, weight, groups)
-            grad_s = None
-            if need_s:
-                grad_s = ratio.mul_(g).sub_(analysis(ap, weight, groups))
             if need_w:
                 grad_w = grad_w.sub_(synthesis_weight_grad(p, y, weight, groups))
+            del p  # the (B, E, *S) buffer is free before A^T(ap) allocates the next one
+            grad_s = ratio.mul_(g).sub_(analysis(ap, weight, groups)) if need_s else None
+            del ratio
+            if need_w:
                 grad_w = grad_w.sub_(synthesis_weight_grad(s, ap, weight, groups))
         return grad_x, grad_s, grad_w, None, None
 

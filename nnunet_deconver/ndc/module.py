@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nnunet_deconver.ndc.functional import ndc, ndc_reference
-from nnunet_deconver.ndc.ops import check_kernel_size
+from nnunet_deconver.ndc.ops import check_kernel_size, preferred_memory_format
 
 
 def conv_class(spatial_dims: int) -> type[nn.Module]:
@@ -71,6 +71,9 @@ class NDC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, *S), nonnegative -> (B, E, *S)."""
+        if self.memory_efficient:
+            # s0 is born in the layout the update runs in, so ndc() copies no (B, E, *S) tensor.
+            x = x.contiguous(memory_format=preferred_memory_format(x))
         s0 = torch.relu(self.init(x))
         update = ndc if self.memory_efficient else ndc_reference
         return update(x, s0, torch.relu(self.weight), self.groups, self.eps, self.iterations)

@@ -10,9 +10,15 @@ Variants follow nnU-Net's naming: ``_k5`` (NDC kernel 5), ``_300epochs`` / ``_50
 paper's lengths), the ablations ``_R1``, ``_R2``, ``_G1``, ``_G8``, and ``_smoke`` (2 epochs of 5
 iterations, for tests). nnU-Net finds them through ``nnUNet_extTrainer`` (set at start-up by the
 installed ``nnunet_deconver_trainers.pth``).
+
+On CPU the trainers turn on PyTorch's huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``) unless
+the variable is already set: Deconver allocates many tensors of hundreds of MB per step, and with
+4 KiB pages the kernel's page faults cost a quarter of the step (see benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -20,6 +26,15 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_deconver.network import Deconver
 from nnunet_deconver.nnunet.lr_schedule import WarmupCosineLRScheduler
 from nnunet_deconver.nnunet.plans import deconver_arguments
+
+
+def enable_huge_pages() -> None:
+    """Set ``THP_MEM_ALLOC_ENABLE=1`` unless the user set it (to anything, "0" included).
+
+    PyTorch reads the variable at its first allocation of 2 MB or more, so this must run before
+    that; nnU-Net constructs the trainer before it allocates any tensor of that size.
+    """
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
 class nnUNetTrainerDeconver(nnUNetTrainer):
@@ -35,6 +50,8 @@ class nnUNetTrainerDeconver(nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
+        if device.type == "cpu":
+            enable_huge_pages()
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.initial_lr = 1e-4
         self.weight_decay = 1e-5

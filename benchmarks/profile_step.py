@@ -1,0 +1,158 @@
+"""Where the time of one training step goes: torch.profiler, Deconver vs PlainConvUNet.
+
+Profiles one training step (the step of ``bench_step.py``: forward, loss, backward, AdamW) of
+each network after one unprofiled warm-up step, and sums the profiler's self CPU time by what
+the operator belongs to:
+
+- NDC update: the convolutions, the filter gradients and the elementwise work inside
+  ``_NDCUpdate`` (forward) and ``_NDCUpdateBackward``;
+- pointwise (1x1) convolutions and the other convolutions (k > 1: PlainConvUNet's 3^3 convs,
+  down- and up-sampling), forward and backward;
+- instance norm, activations (ReLU, GELU, LeakyReLU), the AdamW step, and the rest (residual
+  adds, copies, loss, autograd bookkeeping).
+
+Run from the repository root (it prints a Markdown section; progress goes to stderr)::
+
+    .venv/bin/python benchmarks/profile_step.py              # patch 64^3, batch 2
+    .venv/bin/python benchmarks/profile_step.py --quick      # patch 32^3, batch 1
+
+PyTorch's huge-page allocation is on (``THP_MEM_ALLOC_ENABLE=1``, as in the other benchmarks)
+unless ``--allocator default``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import defaultdict
+
+from _measure import INPUT_CHANNELS, Session, Settings, base_parser, build_network, log, markdown_table, \
+    network_label
+
+CATEGORIES = (
+    "NDC update: grouped convolutions",
+    "NDC update: filter gradients",
+    "NDC update: elementwise",
+    "pointwise (1x1) convolutions",
+    "other convolutions (k > 1)",
+    "instance norm",
+    "activations",
+    "AdamW step",
+    "other (adds, copies, loss, autograd)",
+)
+_ACTIVATIONS = ("relu", "gelu", "leaky_relu", "threshold_backward", "clamp_min")
+
+
+def _ancestors(event):
+    parent = event.cpu_parent
+    while parent is not None:
+        yield parent
+        parent = parent.cpu_parent
+
+
+def _kernel_is_pointwise(event) -> bool:
+    shapes = [s for s in event.input_shapes if len(s) >= 4]
+    # the weight is the second 4/5-D input of forward ops and the third of convolution_backward
+    weight = shapes[2] if event.name == "aten::convolution_backward" and len(shapes) > 2 else shapes[1]
+    return all(k == 1 for k in weight[2:])
+
+
+def category(event) -> str:
+    """The category of one profiler event (see :data:`CATEGORIES`)."""
+    name = event.name
+    parents = [p.name for p in _ancestors(event)]
+    is_conv = "conv" in name
+    if any("_NDCUpdate" in p for p in parents + [name]):
+        if name == "aten::convolution_backward":
+            return CATEGORIES[1]
+        return CATEGORIES[0] if is_conv else CATEGORIES[2]
+    if any("Optimizer.step" in p for p in parents):
+        return CATEGORIES[7]
+    if is_conv:
+        try:
+            return CATEGORIES[3] if _kernel_is_pointwise(event) else CATEGORIES[4]
+        except IndexError:
+            return CATEGORIES[4]
+    if "norm" in name:
+        return CATEGORIES[5]
+    if any(a in name for a in _ACTIVATIONS):
+        return CATEGORIES[6]
+    return CATEGORIES[8]
+
+
+def profile_network(network: str, patch: int, batch: int) -> tuple[float, dict[str, float]]:
+    """Wall seconds of the profiled step and self CPU seconds per category."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = build_network(network, deep_supervision=True)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, INPUT_CHANNELS, *[patch] * 3)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = sum(out.square().mean() for out in model(x))
+        loss.backward()
+        optimizer.step()
+
+    log(f"  {network}: warm-up step")
+    step()
+    log(f"  {network}: profiled step")
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        start = time.perf_counter()
+        step()
+        wall = time.perf_counter() - start
+    seconds: dict[str, float] = defaultdict(float)
+    for event in prof.events():
+        # self times (an operator's time minus its children's) add up to the step's total
+        seconds[category(event)] += event.self_cpu_time_total / 1e6
+    return wall, dict(seconds)
+
+
+def report(args: argparse.Namespace, session: Session) -> str:
+    patch = args.patch or (32 if args.quick else 64)
+    batch = args.batch or (1 if args.quick else 2)
+    results = {name: profile_network(name, patch, batch) for name in ("deconver", "plainconvunet")}
+    labels = [network_label(name) for name in results]
+    rows = []
+    for cat in CATEGORIES:
+        rows.append([cat, *(f"{r[1].get(cat, 0.0):.2f}" for r in results.values()),
+                     *(f"{100 * r[1].get(cat, 0.0) / sum(r[1].values()):.0f}%" for r in results.values())])
+    rows.append(["**total self CPU time**", *(f"{sum(r[1].values()):.2f}" for r in results.values()),
+                 "100%", "100%"])
+    rows.append(["wall time of the profiled step", *(f"{r[0]:.2f}" for r in results.values()), "", ""])
+    intro = [
+        f"Self CPU seconds of one profiled training step (after one warm-up step), 3D patch {patch}^3, batch "
+        f"{batch}, deep supervision on, float32, one process, torch.profiler with shapes recorded "
+        "(its overhead included), categorised by `benchmarks/profile_step.py`.",
+    ]
+    body = markdown_table(["where", *(f"{label} s" for label in labels), *(f"{label} %" for label in labels)], rows)
+    return session.section("Where the step's time goes (torch.profiler)", intro, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = base_parser(__doc__.splitlines()[0], reps=1)
+    p.add_argument("--patch", type=int, help="cubic patch edge (default 64; quick 32)")
+    p.add_argument("--batch", type=int, help="batch size (default 2; quick 1)")
+    args = p.parse_args(argv)
+    if "torch" in sys.modules:
+        raise RuntimeError("torch must not be imported before the allocator is chosen")
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "1" if args.allocator == "thp" else "0"
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    settings = Settings(reps=1, threads=args.threads, seed=args.seed, thp=args.allocator == "thp")
+    session = Session(settings, method="one process, both networks one after the other; one warm-up step, "
+                      "then one profiled step each (--reps and --budget do not apply)")
+    print(report(args, session))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
