@@ -281,6 +281,21 @@ def bench_main(
     return 0
 
 
+def in_process_settings(args: argparse.Namespace, reps: int) -> Settings:
+    """For scripts that measure in their own process: apply ``--allocator`` and ``--threads``
+    (before torch is imported: PyTorch reads ``THP_MEM_ALLOC_ENABLE`` once), seed, and return
+    the :class:`Settings` their report header shows."""
+    if "torch" in sys.modules:
+        raise RuntimeError("torch must not be imported before the allocator is chosen")
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "1" if args.allocator == "thp" else "0"
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    _seed_everything(args.seed)
+    return Settings(reps=reps, threads=args.threads, seed=args.seed, thp=args.allocator == "thp")
+
+
 def parse_sizes(text: str) -> list[tuple[int, ...]]:
     """``"32x32x32,256x256"`` -> ``[(32, 32, 32), (256, 256)]``."""
     return [tuple(int(n) for n in item.split("x")) for item in text.split(",") if item]

@@ -23,13 +23,11 @@ unless ``--allocator default``.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from collections import defaultdict
 
-from _measure import INPUT_CHANNELS, Session, Settings, base_parser, build_network, log, markdown_table, \
-    network_label
+from _measure import INPUT_CHANNELS, Session, base_parser, build_network, in_process_settings, log, \
+    markdown_table, network_label
 
 CATEGORIES = (
     "NDC update: grouped convolutions",
@@ -139,15 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patch", type=int, help="cubic patch edge (default 64; quick 32)")
     p.add_argument("--batch", type=int, help="batch size (default 2; quick 1)")
     args = p.parse_args(argv)
-    if "torch" in sys.modules:
-        raise RuntimeError("torch must not be imported before the allocator is chosen")
-    os.environ["THP_MEM_ALLOC_ENABLE"] = "1" if args.allocator == "thp" else "0"
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    settings = Settings(reps=1, threads=args.threads, seed=args.seed, thp=args.allocator == "thp")
+    settings = in_process_settings(args, reps=1)
     session = Session(settings, method="one process, both networks one after the other; one warm-up step, "
                       "then one profiled step each (--reps and --budget do not apply)")
     print(report(args, session))

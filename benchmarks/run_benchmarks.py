@@ -26,7 +26,7 @@ from _measure import REPO_ROOT, log
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "_results"
 BENCHMARKS = {"ndc": "bench_ndc.py", "step": "bench_step.py", "inference": "bench_inference.py",
-              "profile": "profile_step.py"}
+              "profile": "profile_step.py", "kernels": "bench_kernels.py"}
 
 
 def results_dir() -> Path:
