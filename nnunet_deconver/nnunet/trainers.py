@@ -7,7 +7,7 @@ The paper's recipe replaces the optimiser: AdamW (lr 1e-4, weight decay 1e-5) wi
 annealing after a 1% linear warm-up.
 
 Variants follow nnU-Net's naming: ``_k5`` (NDC kernel 5), ``_300epochs`` / ``_500epochs`` (the
-paper's lengths), the ablations ``_R1``, ``_R2``, ``_G1``, ``_G8``, and ``_smoke`` (2 epochs of 5
+paper's lengths), the ablations ``_R1``, ``_R2``, ``_G1``, ``_G8``, and ``_smoke`` (2 epochs of 4
 iterations, for tests). nnU-Net finds them through ``nnUNet_extTrainer`` (set at start-up by the
 installed ``nnunet_deconver_trainers.pth``).
 
