@@ -14,12 +14,15 @@ with E = R * C sources, groups = C:
 - MLP forward + backward (pointwise C -> 4C, GELU, 4C -> C): Conv 1x1 contiguous, channels-last,
   and ``nn.Linear`` on a channels-last (B, *S, C) view.
 - Instance norm forward + backward: contiguous and channels-last.
+- One pass over a (B, E, *S) tensor: a copy into an existing buffer, ReLU in place, ReLU into a
+  new tensor: what allocating a fresh large tensor costs under the chosen ``--allocator``.
 
 Run from the repository root::
 
     .venv/bin/python benchmarks/bench_kernels.py                 # 3D 64^3, C = 64
     .venv/bin/python benchmarks/bench_kernels.py --size 256x256  # 2D
     .venv/bin/python benchmarks/bench_kernels.py --quick         # 3D 16^3, C = 16
+    .venv/bin/python benchmarks/bench_kernels.py --allocator default  # plain malloc
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def groups_of_variants(batch: int, channels: int, ratio: int, kernel: int, size:
     flipped = depthwise.flip(list(range(2, 2 + dims)))
     s_cl, x_cl = s.contiguous(memory_format=last), x.contiguous(memory_format=last)
     norm_upstream = torch.randn(x.shape)
+    buffer = torch.empty_like(s)
     pad, ones, zeros = [kernel // 2] * dims, [1] * dims, [0] * dims
 
     def conv(inp, w, groups):
@@ -131,6 +135,12 @@ def groups_of_variants(batch: int, channels: int, ratio: int, kernel: int, size:
         "instance norm forward + backward": [
             ("contiguous (used)", norm_variant(torch.contiguous_format)),
             ("channels-last", norm_variant(last)),
+        ],
+        # s >= 0, so ReLU returns its input's values: every row gives the same tensor
+        "one pass over a (B, E, *S) tensor": [
+            ("copy into an existing buffer", lambda: buffer.copy_(s)),
+            ("ReLU in place", lambda: s.relu_()),
+            ("ReLU into a new tensor (allocation)", lambda: torch.relu(s)),
         ],
     }
 

@@ -13,7 +13,8 @@ installed ``nnunet_deconver_trainers.pth``).
 
 On CPU the trainers turn on PyTorch's huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``) unless
 the variable is already set: Deconver allocates many tensors of hundreds of MB per step, and with
-4 KiB pages the kernel's page faults cost a quarter of the step (see benchmarks/RESULTS.md).
+4 KiB pages the kernel's page faults cost about a fifth of a CPU training step (see
+benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
