@@ -26,8 +26,8 @@ import argparse
 import time
 from collections import defaultdict
 
-from _measure import INPUT_CHANNELS, Session, base_parser, build_network, in_process_settings, log, \
-    markdown_table, network_label
+import bench_step
+from _measure import Session, base_parser, in_process_settings, log, markdown_table, network_label
 
 CATEGORIES = (
     "NDC update: grouped convolutions",
@@ -86,16 +86,8 @@ def profile_network(network: str, patch: int, batch: int) -> tuple[float, dict[s
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
-    model = build_network(network, deep_supervision=True)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, INPUT_CHANNELS, *[patch] * 3)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = sum(out.square().mean() for out in model(x))
-        loss.backward()
-        optimizer.step()
+    spec = {"network": network, "checkpoint_levels": [], "patch": patch, "batch": batch}
+    step = bench_step.build_case(spec).phases["step"]  # the very step bench_step.py times
 
     log(f"  {network}: warm-up step")
     step()
