@@ -197,6 +197,56 @@ def test_predictor_builds_the_trained_network(aniso3d, tmp_path):
     torch.testing.assert_close(torch.load(tmp_path / "y.pt"), expected, rtol=1e-5, atol=1e-5)
 
 
+def _affine_checkpoint(p: Pipeline, folder: Path) -> tuple[Path, dict]:
+    """A copy of the trained model whose checkpoint has affine norms, as the earlier default trained."""
+    import shutil
+
+    shutil.copytree(p.model, folder)
+    path = folder / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    weights = ckpt["network_weights"]
+    gen = torch.Generator().manual_seed(0)
+    for key in [k for k in weights if k.endswith(".block.mixer.proj_in.weight")]:
+        width = weights[key].shape[0]
+        for norm in ("norm1", "norm2"):
+            stem = key.replace("mixer.proj_in.weight", norm)
+            weights[f"{stem}.weight"] = torch.rand(width, generator=gen) + 0.5
+            weights[f"{stem}.bias"] = torch.rand(width, generator=gen) - 0.5
+    torch.save(ckpt, path)
+    return path, weights
+
+
+def test_checkpoint_with_affine_norms_predicts_and_refuses_to_resume(aniso3d, tmp_path):
+    """A checkpoint trained with affine norms loads in nnU-Net's predictor through a trainer whose
+    default is non-affine, and computes what the affine network computes; resuming it is refused
+    with a message that names the variant to use."""
+    from nnunet_deconver.network import Deconver
+    from nnunet_deconver.nnunet.plans import deconver_arguments
+
+    path, weights = _affine_checkpoint(aniso3d, tmp_path / "model")
+    torch.manual_seed(0)
+    trainer = _trainer(aniso3d)
+    assert not trainer.network.norm_affine
+    x = torch.randn(1, 2, *trainer.configuration_manager.patch_size)
+    torch.save(x, tmp_path / "x.pt")
+    proc = subprocess.run([sys.executable, "-c", PREDICT_SCRIPT, str(tmp_path / "model"), str(tmp_path / "x.pt"),
+                           str(tmp_path / "y.pt")], env=aniso3d.env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "norm_affine=True" in proc.stderr  # the predictor says which variant it built
+    arguments = deconver_arguments(trainer.configuration_manager, 2, 2, deep_supervision=False)
+    expected_net = Deconver(**{**arguments, "norm_affine": True})
+    expected_net.load_state_dict({k: v for k, v in weights.items() if "aux_heads" not in k})
+    expected_net.eval()
+    with torch.no_grad():
+        expected = expected_net(x)
+        non_affine = trainer.network.eval()(x)[0]
+    result = torch.load(tmp_path / "y.pt")
+    torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(result, non_affine, atol=1e-3)  # the norms' scale and shift were used
+    with pytest.raises(RuntimeError, match="affine \\(norm_affine=True\\) instance norms.*nnUNetTrainerDeconver_affineNorm"):
+        trainer.load_checkpoint(str(path))
+
+
 def _preset_network(p: Pipeline, preset: str, trainer: str = "nnUNetTrainerDeconver"):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -216,17 +266,19 @@ def test_presets_write_plans_with_paper_parameter_counts(aniso3d, regions3d, rgb
     # binary tasks: nnU-Net's two softmax outputs add C0 + 1 parameters to the paper's one sigmoid output
     config, net = _preset_network(aniso3d, "isles22")
     assert config.patch_size == [64, 64, 64] and config.batch_size == 8
-    assert count_parameters(net) == 10_482_177 + 64 + 1
+    assert count_parameters(net) == 10_476_545 + 64 + 1
     _, net = _preset_network(aniso3d, "isles22", "nnUNetTrainerDeconver_k5")
-    assert count_parameters(net) == 11_034_113 + 64 + 1
+    assert count_parameters(net) == 11_028_481 + 64 + 1
+    _, net = _preset_network(aniso3d, "isles22", "nnUNetTrainerDeconver_affineNorm")  # + 4 x (960 + 448)
+    assert count_parameters(net) == 10_482_177 + 64 + 1
     config, net = _preset_network(regions3d, "brats23")  # four channels, three sigmoid regions: as the paper
     assert config.patch_size == [128, 128, 128] and config.batch_size == 2
-    assert count_parameters(net) == 10_559_747
+    assert count_parameters(net) == 10_553_859
     config, net = _preset_network(rgb2d, "glas")
     assert config.patch_size == [256, 256] and config.batch_size == 8
-    assert count_parameters(net) == 20_645_025 + 32 + 1
+    assert count_parameters(net) == 20_635_041 + 32 + 1
     _, net = _preset_network(rgb2d, "fives", "nnUNetTrainerDeconver_k5")
-    assert count_parameters(net) == 20_804_769 + 32 + 1
+    assert count_parameters(net) == 20_794_785 + 32 + 1
     # the preset plans keep nnU-Net's preprocessed data
     plans = json.loads((aniso3d.pre / "nnUNetDeconverPlans.json").read_text())
     assert plans["configurations"]["3d_fullres"]["data_identifier"] == "nnUNetPlans_3d_fullres"

@@ -115,3 +115,30 @@ def test_enable_huge_pages_backs_large_tensors_and_respects_the_user():
     assert value == "0"
     if "[madvise]" in mode:  # with "[always]" the kernel may use huge pages anyway
         assert kib_off < 64 * 1024, f"{kib_off} KiB in huge pages although the user turned them off"
+
+
+def test_trainers_hand_norm_and_ndc_settings_to_the_network():
+    from nnunet_deconver.ndc import NDC
+    from nnunet_deconver.nnunet import trainers
+
+    class _Small(_Config):
+        patch_size = [16, 16, 16]
+        network_arch_init_kwargs = {"n_stages": 2, "features_per_stage": [4, 8], "strides": [[1, 1, 1], [2, 2, 2]],
+                                    "kernel_sizes": [[3, 3, 3], [3, 3, 3]]}
+
+    class _Variant(trainers.nnUNetTrainerDeconver):
+        ndc_eps = 1e-16
+        ndc_iterations = 2
+
+    def build(cls):
+        return cls.build_network_architecture(None, _Small(), 1, 2, enable_deep_supervision=False)
+
+    def norms(net):
+        return [m for m in net.modules() if isinstance(m, torch.nn.InstanceNorm3d)]
+
+    default, affine, variant = build(trainers.nnUNetTrainerDeconver), build(trainers.nnUNetTrainerDeconver_affineNorm), build(_Variant)
+    assert norms(default) and not any(m.affine for m in norms(default))
+    assert norms(affine) and all(m.affine for m in norms(affine))
+    layers = [m for m in variant.modules() if isinstance(m, NDC)]
+    assert layers and all(m.eps == 1e-16 and m.iterations == 2 for m in layers)
+    assert all(m.eps == 1e-8 and m.iterations == 1 for m in default.modules() if isinstance(m, NDC))

@@ -1,13 +1,15 @@
 """Building blocks of Deconver: Deconv Mixer, MLP, Deconver block and stage.
 
 Convolution and normalisation classes are chosen by dimensionality
-(``dynamic_network_architectures``' helpers), so one class serves 2D and 3D. All tensors are
-(B, C, *S) with S = (H, W) or (D, H, W); no block changes S.
+(``dynamic_network_architectures``' helpers), so one class serves 2D and 3D; the dimensionality is
+the length of the NDC kernel size, a tuple with one odd entry per spatial axis. All tensors are
+(B, C, *S) with S = (H, W) or (D, H, W); no block changes S. The settings every block of a network
+shares travel as one frozen :class:`BlockConfig`.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
 
 import torch
 from dynamic_network_architectures.building_blocks.helper import (
@@ -19,9 +21,46 @@ from torch import nn
 from nnunet_deconver.ndc import NDC
 
 
+@dataclass(frozen=True)
+class BlockConfig:
+    """Settings shared by every Deconver block of a network.
+
+    Attributes:
+        ratio: NDC source channel ratio R (E = R * C).
+        groups: NDC groups G (None: G = C, the channels of each stage).
+        mlp_ratio: MLP expansion.
+        norm_affine: learnable scale and shift in the instance norms. The paper's structure has
+            none (PyTorch's ``affine=False``); nnU-Net's own networks use affine norms.
+        eps: stabiliser of the NDC update (the paper's 1e-8).
+        iterations: multiplicative updates per NDC layer (the paper: 1).
+        memory_efficient: NDC custom autograd (True) or plain graph (False).
+    """
+
+    ratio: int = 4
+    groups: int | None = None
+    mlp_ratio: int = 4
+    norm_affine: bool = False
+    eps: float = 1e-8
+    iterations: int = 1
+    memory_efficient: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ratio < 1 or self.mlp_ratio < 1:
+            raise ValueError(f"ratio and mlp_ratio must be >= 1, got {self.ratio} and {self.mlp_ratio}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if not self.eps > 0:
+            raise ValueError(f"eps must be positive, got {self.eps}")
+
+
 def pointwise(spatial_dims: int, in_channels: int, out_channels: int, bias: bool) -> nn.Module:
     """A 1x1(x1) convolution."""
     return convert_dim_to_conv_op(spatial_dims)(in_channels, out_channels, 1, bias=bias)
+
+
+def instance_norm(channels: int, spatial_dims: int, affine: bool) -> nn.Module:
+    """Instance normalisation over S, with or without learnable scale and shift."""
+    return get_matching_instancenorm(dimension=spatial_dims)(channels, affine=affine)
 
 
 class DeconvMixer(nn.Module):
@@ -30,21 +69,13 @@ class DeconvMixer(nn.Module):
     (B, C, *S) -> (B, C, *S). The ReLU makes the NDC input nonnegative.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        spatial_dims: int,
-        kernel_size: int | Sequence[int],
-        ratio: int = 4,
-        groups: int | None = None,
-        memory_efficient: bool = True,
-    ):
+    def __init__(self, channels: int, kernel_size: tuple[int, ...], config: BlockConfig):
         super().__init__()
-        if isinstance(kernel_size, int):
-            kernel_size = (kernel_size,) * spatial_dims
-        self.proj_in = pointwise(spatial_dims, channels, channels, bias=False)
-        self.ndc = NDC(channels, kernel_size, ratio, groups, memory_efficient=memory_efficient)
-        self.proj_out = pointwise(spatial_dims, ratio * channels, channels, bias=True)
+        dims = len(kernel_size)
+        self.proj_in = pointwise(dims, channels, channels, bias=False)
+        self.ndc = NDC(channels, kernel_size, config.ratio, config.groups, eps=config.eps,
+                       iterations=config.iterations, memory_efficient=config.memory_efficient)
+        self.proj_out = pointwise(dims, config.ratio * channels, channels, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj_out(self.ndc(torch.relu(self.proj_in(x))))
@@ -64,24 +95,18 @@ class MLP(nn.Module):
 
 
 class DeconverBlock(nn.Module):
-    """``Z = Mixer(IN(X)) + X; Y = MLP(IN(Z)) + Z`` with affine instance norms; (B, C, *S) -> same."""
+    """``Z = Mixer(IN(X)) + X; Y = MLP(IN(Z)) + Z``; (B, C, *S) -> same.
 
-    def __init__(
-        self,
-        channels: int,
-        spatial_dims: int,
-        kernel_size: int | Sequence[int],
-        ratio: int = 4,
-        groups: int | None = None,
-        mlp_ratio: int = 4,
-        memory_efficient: bool = True,
-    ):
+    IN is instance normalisation, without learnable parameters unless ``config.norm_affine``.
+    """
+
+    def __init__(self, channels: int, kernel_size: tuple[int, ...], config: BlockConfig):
         super().__init__()
-        norm = get_matching_instancenorm(dimension=spatial_dims)
-        self.norm1 = norm(channels, affine=True)
-        self.mixer = DeconvMixer(channels, spatial_dims, kernel_size, ratio, groups, memory_efficient)
-        self.norm2 = norm(channels, affine=True)
-        self.mlp = MLP(channels, spatial_dims, mlp_ratio)
+        dims = len(kernel_size)
+        self.norm1 = instance_norm(channels, dims, config.norm_affine)
+        self.mixer = DeconvMixer(channels, kernel_size, config)
+        self.norm2 = instance_norm(channels, dims, config.norm_affine)
+        self.mlp = MLP(channels, dims, config.mlp_ratio)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = x + self.mixer(self.norm1(x))
@@ -94,22 +119,11 @@ class DeconverStage(nn.Module):
     (B, in_channels, *S) -> (B, channels, *S).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        channels: int,
-        spatial_dims: int,
-        kernel_size: int | Sequence[int],
-        ratio: int = 4,
-        groups: int | None = None,
-        mlp_ratio: int = 4,
-        memory_efficient: bool = True,
-    ):
+    def __init__(self, in_channels: int, channels: int, kernel_size: tuple[int, ...], config: BlockConfig):
         super().__init__()
-        self.adapt = (
-            nn.Identity() if in_channels == channels else pointwise(spatial_dims, in_channels, channels, bias=False)
-        )
-        self.block = DeconverBlock(channels, spatial_dims, kernel_size, ratio, groups, mlp_ratio, memory_efficient)
+        dims = len(kernel_size)
+        self.adapt = nn.Identity() if in_channels == channels else pointwise(dims, in_channels, channels, bias=False)
+        self.block = DeconverBlock(channels, kernel_size, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(self.adapt(x))

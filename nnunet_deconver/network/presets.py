@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from nnunet_deconver.network.unet import Deconver
 
@@ -46,16 +47,16 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("isles22", "ISLES'22", 3, 2, 1, 4, 64, (64, 64, 64), 8, 500,
-               params={3: 10_482_177, 5: 11_034_113}, paper_params_m={3: 10.5, 5: 11.0},
+               params={3: 10_476_545, 5: 11_028_481}, paper_params_m={3: 10.5, 5: 11.0},
                paper_flops_per_voxel=607.0e3),
         Preset("brats23", "BraTS'23", 3, 4, 3, 5, 32, (128, 128, 128), 2, 300, region_based=True,
-               params={3: 10_559_747, 5: 11_136_771}, paper_params_m={3: 10.6, 5: 11.0},
+               params={3: 10_553_859, 5: 11_130_883}, paper_params_m={3: 10.6, 5: 11.0},
                paper_flops_per_voxel=167.5e3),
         Preset("glas", "GlaS", 2, 3, 1, 6, 32, (256, 256), 8, 500,
-               params={3: 20_645_025, 5: 20_804_769}, paper_params_m={3: 20.6, 5: 20.8},
+               params={3: 20_635_041, 5: 20_794_785}, paper_params_m={3: 20.6, 5: 20.8},
                paper_flops_per_voxel=422.8e3),
         Preset("fives", "FIVES", 2, 3, 1, 6, 32, (512, 512), 8, 500,
-               params={3: 20_645_025, 5: 20_804_769}, paper_params_m={3: 20.6, 5: 20.8},
+               params={3: 20_635_041, 5: 20_794_785}, paper_params_m={3: 20.6, 5: 20.8},
                paper_flops_per_voxel=422.8e3),
     )
 }
@@ -76,9 +77,15 @@ def build_preset(
     groups: int | None = None,
     deep_supervision: bool = False,
     num_classes: int | None = None,
-    **kwargs,
+    norm_affine: bool = False,
+    eps: float = 1e-8,
+    iterations: int = 1,
+    checkpoint_levels: Sequence[int] = (),
 ) -> Deconver:
-    """The Deconver of a paper configuration (one sigmoid output per class or region, as the paper)."""
+    """The Deconver of a paper configuration (one sigmoid output per class or region, as the paper).
+
+    The arguments after ``num_classes`` are :class:`~nnunet_deconver.network.Deconver`'s.
+    """
     preset = get_preset(name)
     return Deconver(
         input_channels=preset.input_channels,
@@ -90,5 +97,8 @@ def build_preset(
         ratio=ratio,
         groups=groups,
         deep_supervision=deep_supervision,
-        **kwargs,
+        norm_affine=norm_affine,
+        eps=eps,
+        iterations=iterations,
+        checkpoint_levels=checkpoint_levels,
     )

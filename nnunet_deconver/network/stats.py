@@ -51,26 +51,35 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, float
 
 
 def model_report(
-    preset: str, kernel_size: int = 3, ratio: int = 4, groups: int | None = None, patch_size: Sequence[int] | None = None
+    preset: str,
+    kernel_size: int = 3,
+    ratio: int = 4,
+    groups: int | None = None,
+    patch_size: Sequence[int] | None = None,
+    norm_affine: bool = False,
 ) -> dict:
     """Parameters and FLOPs per voxel of a preset, beside the paper's figures.
+
+    The paper's figures are given for its own structure only (R = 4, G = channels, norms without
+    affine parameters).
 
     FLOPs are counted on a small patch (twice the total stride per axis, unless ``patch_size`` is
     given): per voxel they do not depend on the patch size.
     """
     p = get_preset(preset)
-    model = build_preset(preset, kernel_size, ratio, groups).eval()
+    model = build_preset(preset, kernel_size, ratio, groups, norm_affine=norm_affine).eval()
     if patch_size is None:
         patch_size = (2 ** p.levels,) * p.spatial_dims
     flops = count_flops(model, (1, p.input_channels, *patch_size))
     voxels = math.prod(patch_size)
-    default_structure = ratio == 4 and groups is None
+    default_structure = ratio == 4 and groups is None and not norm_affine
     return {
         "preset": p.name,
         "title": p.title,
         "kernel_size": kernel_size,
         "ratio": ratio,
         "groups": "channels" if groups is None else groups,
+        "norm_affine": norm_affine,
         "params": count_parameters(model),
         "flops_per_voxel": flops["total"] / voxels,
         "flops_per_voxel_paper": (flops["total"] - flops["ndc_functional"]) / voxels,
@@ -87,7 +96,8 @@ def format_report(r: dict) -> str:
 
     return "\n".join(
         [
-            f"Deconver {r['title']}  kernel {r['kernel_size']}  ratio {r['ratio']}  groups {r['groups']}",
+            f"Deconver {r['title']}  kernel {r['kernel_size']}  ratio {r['ratio']}  groups {r['groups']}"
+            f"{'  affine norms' if r['norm_affine'] else ''}",
             f"  parameters                         {r['params']:>12,}{paper(r['paper_params_m'], '{:.1f}M')}",
             f"  FLOPs/voxel, every convolution     {r['flops_per_voxel'] / 1e3:>11.1f}K",
             f"  FLOPs/voxel, paper's convention    {r['flops_per_voxel_paper'] / 1e3:>11.1f}K"
@@ -100,7 +110,7 @@ def format_report(r: dict) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     names = list(PRESETS) if args.preset == "all" else [args.preset]
-    reports = [model_report(n, args.kernel, args.ratio, args.groups) for n in names]
+    reports = [model_report(n, args.kernel, args.ratio, args.groups, norm_affine=args.norm_affine) for n in names]
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
     else:
@@ -119,5 +129,7 @@ def register(subparsers) -> None:
     parser.add_argument("--kernel", type=int, choices=(3, 5), default=3, help="NDC kernel size")
     parser.add_argument("--ratio", type=int, default=4, help="NDC source channel ratio R")
     parser.add_argument("--groups", type=int, default=None, help="NDC groups (default: channels)")
+    parser.add_argument("--norm-affine", action="store_true",
+                        help="instance norms with learnable scale and shift (the paper's have none)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)

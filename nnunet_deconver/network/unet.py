@@ -13,6 +13,8 @@ ignores their weights when loading a checkpoint (nnU-Net's predictor builds with
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
 from typing import Sequence
 
 import torch
@@ -23,7 +25,7 @@ from dynamic_network_architectures.building_blocks.helper import (
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from nnunet_deconver.network.blocks import DeconverStage, pointwise
+from nnunet_deconver.network.blocks import BlockConfig, DeconverBlock, DeconverStage, instance_norm, pointwise
 
 IntOrSeq = int | Sequence[int]
 
@@ -49,7 +51,7 @@ class DeconverEncoder(nn.Module):
         strides: Sequence[tuple[int, ...]],
         kernel_sizes: Sequence[tuple[int, ...]],
         stem_kernel_size: tuple[int, ...],
-        stage_kwargs: dict,
+        config: BlockConfig,
         checkpoint_levels: Sequence[int] = (),
     ):
         super().__init__()
@@ -66,7 +68,7 @@ class DeconverEncoder(nn.Module):
             ]
         )
         self.stages = nn.ModuleList(
-            DeconverStage(c, c, spatial_dims, k, **stage_kwargs) for c, k in zip(features_per_stage, kernel_sizes)
+            DeconverStage(c, c, k, config) for c, k in zip(features_per_stage, kernel_sizes)
         )
         self.checkpoint_levels = set(checkpoint_levels)
 
@@ -89,7 +91,7 @@ class DeconverDecoder(nn.Module):
         features_per_stage: Sequence[int],
         strides: Sequence[tuple[int, ...]],
         kernel_sizes: Sequence[tuple[int, ...]],
-        stage_kwargs: dict,
+        config: BlockConfig,
         deep_supervision: bool,
         checkpoint_levels: Sequence[int] = (),
     ):
@@ -101,7 +103,7 @@ class DeconverDecoder(nn.Module):
             for l in levels
         )
         self.stages = nn.ModuleList(
-            DeconverStage(2 * features_per_stage[l], features_per_stage[l], spatial_dims, kernel_sizes[l], **stage_kwargs)
+            DeconverStage(2 * features_per_stage[l], features_per_stage[l], kernel_sizes[l], config)
             for l in levels
         )
         self.head = pointwise(spatial_dims, features_per_stage[0], num_classes, bias=True)
@@ -162,8 +164,16 @@ class Deconver(nn.Module):
         stem_kernel_size: kernel of the stem convolution.
         memory_efficient: NDC custom autograd (True) or plain graph (False).
         checkpoint_levels: resolution levels whose stages recompute activations in backward.
+        norm_affine: learnable scale and shift in every block's two instance norms. The paper's
+            structure has none (False, the default); True adds 4 x the sum of all stage widths.
+        eps: the NDC update's stabiliser, added to numerator and denominator (the paper's 1e-8).
+        iterations: multiplicative updates in every NDC layer (the paper uses one).
 
     S must be divisible by the product of the strides on each axis.
+
+    Loading a state dict whose blocks have (or lack) instance-norm scale and shift switches this
+    network's norms to match, with a warning, so a checkpoint trained with either norm variant
+    loads into a network built with the other (see :meth:`match_norms_to_state_dict`).
     """
 
     def __init__(
@@ -181,6 +191,9 @@ class Deconver(nn.Module):
         stem_kernel_size: IntOrSeq = 3,
         memory_efficient: bool = True,
         checkpoint_levels: Sequence[int] = (),
+        norm_affine: bool = False,
+        eps: float = 1e-8,
+        iterations: int = 1,
     ):
         super().__init__()
         n = len(features_per_stage)
@@ -195,19 +208,63 @@ class Deconver(nn.Module):
             )
         strides = [_per_axis(s, spatial_dims) for s in strides]
         kernel_sizes = [_per_axis(k, spatial_dims) for k in kernel_sizes]
+        if any(len(k) != spatial_dims for k in (*strides, *kernel_sizes)):
+            raise ValueError(f"every stride and kernel size needs {spatial_dims} entries, got {strides} and {kernel_sizes}")
         if any(s != 1 for s in strides[0]):
             raise ValueError(f"the first stage works at full resolution: strides[0] must be 1, got {strides[0]}")
         self.spatial_dims, self.num_classes = spatial_dims, num_classes
         self.features_per_stage, self.strides, self.kernel_sizes = list(features_per_stage), strides, kernel_sizes
-        stage_kwargs = dict(ratio=ratio, groups=groups, mlp_ratio=mlp_ratio, memory_efficient=memory_efficient)
+        self.config = BlockConfig(ratio=ratio, groups=groups, mlp_ratio=mlp_ratio, norm_affine=norm_affine, eps=eps,
+                                  iterations=iterations, memory_efficient=memory_efficient)
         self.encoder = DeconverEncoder(
             input_channels, spatial_dims, features_per_stage, strides, kernel_sizes,
-            _per_axis(stem_kernel_size, spatial_dims), stage_kwargs, checkpoint_levels,
+            _per_axis(stem_kernel_size, spatial_dims), self.config, checkpoint_levels,
         )
         self.decoder = DeconverDecoder(
-            num_classes, spatial_dims, features_per_stage, strides, kernel_sizes, stage_kwargs,
+            num_classes, spatial_dims, features_per_stage, strides, kernel_sizes, self.config,
             deep_supervision, checkpoint_levels,
         )
+        self._register_load_state_dict_pre_hook(self._match_norms_hook)
+
+    @property
+    def norm_affine(self) -> bool:
+        """Whether the blocks' instance norms have learnable scale and shift."""
+        return self.config.norm_affine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.decoder(self.encoder(x))
+
+    def match_norms_to_state_dict(self, state_dict: dict, prefix: str = "") -> bool:
+        """Switch every block's norms to the variant ``state_dict`` was saved with.
+
+        Returns True when the norms were switched. A state dict that holds no Deconver block, whose
+        blocks disagree among themselves or whose norm widths differ from this network's changes
+        nothing (loading then reports the mismatch as usual).
+        """
+        blocks = [(name, m) for name, m in self.named_modules() if isinstance(m, DeconverBlock)]
+        present = [f"{prefix}{name}.mixer.proj_in.weight" in state_dict for name, _ in blocks]
+        affine = {f"{prefix}{name}.norm1.weight" in state_dict for (name, _), p in zip(blocks, present) if p}
+        if len(affine) != 1 or affine == {self.norm_affine}:
+            return False
+        (affine,) = affine
+        if affine and any(
+            tuple(state_dict.get(f"{prefix}{name}.{attr}.{param}", torch.empty(0)).shape) != (block.norm1.num_features,)
+            for name, block in blocks for attr in ("norm1", "norm2") for param in ("weight", "bias")
+        ):
+            return False  # another structure: loading reports the mismatch as usual
+        for _, block in blocks:
+            reference = block.mixer.proj_in.weight
+            for attr in ("norm1", "norm2"):
+                old = getattr(block, attr)
+                setattr(block, attr, instance_norm(old.num_features, self.spatial_dims, affine).to(reference))
+        self.config = replace(self.config, norm_affine=affine)
+        return True
+
+    def _match_norms_hook(self, state_dict, prefix, *args) -> None:
+        if self.match_norms_to_state_dict(state_dict, prefix):
+            warnings.warn(
+                f"the checkpoint's Deconver blocks have {'affine' if self.norm_affine else 'non-affine'} instance "
+                f"norms; the network was switched to {'norm_affine=True' if self.norm_affine else 'norm_affine=False'} "
+                "to load it",
+                stacklevel=2,
+            )

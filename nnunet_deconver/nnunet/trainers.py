@@ -7,8 +7,9 @@ The paper's recipe replaces the optimiser: AdamW (lr 1e-4, weight decay 1e-5) wi
 annealing after a 1% linear warm-up.
 
 Variants follow nnU-Net's naming: ``_k5`` (NDC kernel 5), ``_300epochs`` / ``_500epochs`` (the
-paper's lengths), the ablations ``_R1``, ``_R2``, ``_G1``, ``_G8``, and ``_smoke`` (2 epochs of 4
-iterations, for tests). nnU-Net finds them through ``nnUNet_extTrainer`` (set at start-up by the
+paper's lengths), the ablations ``_R1``, ``_R2``, ``_G1``, ``_G8``, ``_affineNorm`` (instance norms
+with learnable scale and shift, as nnU-Net's own networks; the paper's have none), and ``_smoke``
+(2 epochs of 4 iterations, for tests). nnU-Net finds them through ``nnUNet_extTrainer`` (set at start-up by the
 installed ``nnunet_deconver_trainers.pth``).
 
 On CPU the trainers turn on PyTorch's huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``) unless
@@ -29,6 +30,25 @@ from nnunet_deconver.nnunet.lr_schedule import WarmupCosineLRScheduler
 from nnunet_deconver.nnunet.plans import deconver_arguments
 
 
+def check_norm_variant(network_weights: dict, trainer: type, source: str) -> None:
+    """Raise ``RuntimeError`` when ``network_weights`` were trained with the other norm variant."""
+    keys = [k for k in network_weights if k.endswith(".block.mixer.proj_in.weight")]
+    if not keys:
+        return
+    affine = keys[0].replace(".mixer.proj_in.weight", ".norm1.weight") in network_weights
+    if affine == trainer.norm_affine:
+        return
+    def variant(a: bool) -> str:
+        return "affine (norm_affine=True)" if a else "non-affine (norm_affine=False)"
+    raise RuntimeError(
+        f"{source}: this checkpoint's Deconver has {variant(affine)} instance norms, but {trainer.__name__} builds "
+        f"{variant(not affine)} ones, so training cannot continue from it. Continue with a trainer that builds "
+        f"{'affine' if affine else 'non-affine'} norms (e.g. "
+        f"{'nnUNetTrainerDeconver_affineNorm' if affine else 'nnUNetTrainerDeconver'}; rename the output folder to "
+        "its name), or predict with nnUNetv2_predict, which builds the checkpoint's own variant."
+    )
+
+
 def enable_huge_pages() -> None:
     """Set ``THP_MEM_ALLOC_ENABLE=1`` unless the user set it (to anything, "0" included).
 
@@ -39,11 +59,15 @@ def enable_huge_pages() -> None:
 
 
 class nnUNetTrainerDeconver(nnUNetTrainer):
-    """Deconver (NDC kernel 3, R = 4, G = channels) with the paper's optimiser, nnU-Net's 1000 epochs."""
+    """Deconver (NDC kernel 3, R = 4, G = channels, non-affine norms) with the paper's optimiser,
+    nnU-Net's 1000 epochs."""
 
     kernel_size: int = 3
     ratio: int = 4
     groups: int | None = None
+    norm_affine: bool = False
+    ndc_eps: float = 1e-8
+    ndc_iterations: int = 1
     epochs: int = 1000
     iterations_per_epoch: int | None = None  # None: nnU-Net's default (250 / 50 for validation)
     val_iterations_per_epoch: int | None = None
@@ -68,9 +92,22 @@ class nnUNetTrainerDeconver(nnUNetTrainer):
         """Deconver for this configuration; nnU-Net calls it for training and for inference."""
         return Deconver(**deconver_arguments(
             configuration_manager, num_input_channels, num_output_channels,
-            kernel_size=cls.kernel_size, ratio=cls.ratio, groups=cls.groups,
-            deep_supervision=enable_deep_supervision,
+            kernel_size=cls.kernel_size, ratio=cls.ratio, groups=cls.groups, norm_affine=cls.norm_affine,
+            eps=cls.ndc_eps, iterations=cls.ndc_iterations, deep_supervision=enable_deep_supervision,
         ))
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        """nnU-Net's, after checking that the checkpoint's norms are the ones this trainer builds.
+
+        Prediction loads a checkpoint of either norm variant (the network switches to it); a
+        training or validation run cannot, since its optimiser was made for this trainer's network.
+        """
+        if isinstance(filename_or_checkpoint, str):
+            checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False, mmap=True)
+            check_norm_variant(checkpoint["network_weights"], type(self), filename_or_checkpoint)
+        else:
+            check_norm_variant(filename_or_checkpoint["network_weights"], type(self), "the checkpoint")
+        super().load_checkpoint(filename_or_checkpoint)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
@@ -126,6 +163,12 @@ class nnUNetTrainerDeconver_G8(nnUNetTrainerDeconver):
     """Ablation: eight groups per NDC layer."""
 
     groups = 8
+
+
+class nnUNetTrainerDeconver_affineNorm(nnUNetTrainerDeconver):
+    """Instance norms with learnable scale and shift (nnU-Net's own networks have them)."""
+
+    norm_affine = True
 
 
 class nnUNetTrainerDeconver_smoke(nnUNetTrainerDeconver):
