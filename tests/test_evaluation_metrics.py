@@ -2,7 +2,9 @@
 
 The reference implementation here finds surface voxels by explicit neighbour checks, computes all
 pairwise surface distances with scipy.spatial.distance.cdist and takes the 95th percentile by
-the linear-interpolation formula written out by hand; it shares no code with the module.
+the linear-interpolation formula written out by hand; it shares no code with the module. Both HD95
+definitions are checked: "directed-max" (the larger of the two directed 95th percentiles, the
+default) and "pooled" (one percentile of both directions' distances together).
 """
 
 from __future__ import annotations
@@ -52,19 +54,26 @@ def linear_percentile(values: np.ndarray, q: float) -> float:
     return float(v[lo] + (h - lo) * (v[hi] - v[lo]))
 
 
-def brute_hd95(pred: np.ndarray, ref: np.ndarray, spacing, penalty: float) -> float:
+def brute_directed(pred: np.ndarray, ref: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """All pairwise distances between surface voxels; per voxel of each side its nearest other."""
+    sp = np.asarray(spacing, dtype=np.float64)
+    pa = np.argwhere(brute_surface(pred)) * sp
+    pb = np.argwhere(brute_surface(ref)) * sp
+    d = cdist(pa, pb)
+    return d.min(axis=1), d.min(axis=0)
+
+
+def brute_hd95(pred: np.ndarray, ref: np.ndarray, spacing, penalty: float, definition: str = "directed-max") -> float:
     pred = np.asarray(pred, dtype=bool)
     ref = np.asarray(ref, dtype=bool)
     if not pred.any() and not ref.any():
         return 0.0
     if not pred.any() or not ref.any():
         return float(penalty)
-    sp = np.asarray(spacing, dtype=np.float64)
-    pa = np.argwhere(brute_surface(pred)) * sp
-    pb = np.argwhere(brute_surface(ref)) * sp
-    d = cdist(pa, pb)
-    pooled = np.concatenate([d.min(axis=1), d.min(axis=0)])
-    return linear_percentile(pooled, 95)
+    d_pr, d_rp = brute_directed(pred, ref, spacing)
+    if definition == "pooled":
+        return linear_percentile(np.concatenate([d_pr, d_rp]), 95)
+    return max(linear_percentile(d_pr, 95), linear_percentile(d_rp, 95))
 
 
 def brute_dice(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -123,10 +132,12 @@ def test_hd95_matches_brute_force(shape, spacing, kind_a, kind_b):
         b = random_blob(rng, shape, kind_b)
         if not a.any() or not b.any():
             continue
-        expected = brute_hd95(a, b, spacing, penalty=-1.0)
-        assert hd95(a, b, spacing) == pytest.approx(expected, abs=1e-6)
-        # symmetric by construction of the pooled distances
-        assert hd95(b, a, spacing) == pytest.approx(expected, abs=1e-6)
+        for definition in ("directed-max", "pooled"):
+            expected = brute_hd95(a, b, spacing, penalty=-1.0, definition=definition)
+            assert hd95(a, b, spacing, definition=definition) == pytest.approx(expected, abs=1e-6)
+            # both definitions are symmetric in their arguments
+            assert hd95(b, a, spacing, definition=definition) == pytest.approx(expected, abs=1e-6)
+        assert hd95(a, b, spacing) == pytest.approx(brute_hd95(a, b, spacing, -1.0), abs=1e-6)  # default
         checked += 1
     assert checked > 0
 
@@ -160,7 +171,12 @@ def test_surface_distances_directed_by_hand():
     np.testing.assert_allclose(np.sort(d_ba), [3.0, math.sqrt(13.0), 5.0])
     # pooled [3, 3, sqrt(13), 5]: h = 3 * 0.95 = 2.85 -> sqrt(13) + 0.85 (5 - sqrt(13))
     expected = math.sqrt(13.0) + 0.85 * (5.0 - math.sqrt(13.0))
-    assert hd95(a, b, (2.0, 1.0)) == pytest.approx(expected, abs=1e-12)
+    assert hd95(a, b, (2.0, 1.0), definition="pooled") == pytest.approx(expected, abs=1e-12)
+    # directed-max: a -> b is [3] (P95 = 3); b -> a is [3, sqrt(13), 5]: h = 2 * 0.95 = 1.9 ->
+    # sqrt(13) + 0.9 (5 - sqrt(13)); the larger of the two
+    directed = math.sqrt(13.0) + 0.9 * (5.0 - math.sqrt(13.0))
+    assert hd95(a, b, (2.0, 1.0)) == pytest.approx(directed, abs=1e-12)
+    assert hd95(a, b, (2.0, 1.0), definition="directed-max") == pytest.approx(directed, abs=1e-12)
 
 
 def test_hd95_single_voxels_anisotropic():
@@ -257,3 +273,73 @@ def test_large_volume_crop_is_exact():
     b[((g[0] - 28) / 5) ** 2 + ((g[1] - 30) / 4) ** 2 + ((g[2] - 27) / 4) ** 2 <= 1] = True
     b[39, 35, 29] = True  # a corner voxel: border convention at the far corner
     assert hd95(a, b, spacing) == pytest.approx(brute_hd95(a, b, spacing, -1.0), abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The two HD95 definitions on disjoint, nested and touching shapes
+# ---------------------------------------------------------------------------------------------
+
+
+def _box(shape, lo, hi) -> np.ndarray:
+    m = np.zeros(shape, dtype=bool)
+    m[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    return m
+
+
+SHAPE_PAIRS = {
+    # 2D, anisotropic: two boxes far apart; a small box inside a big one; two boxes sharing a face
+    "2d_disjoint": ((14, 20), (0.7, 1.9), ((1, 1), (5, 6)), ((8, 12), (13, 19))),
+    "2d_nested": ((15, 15), (1.3, 0.6), ((1, 1), (14, 14)), ((6, 5), (8, 9))),
+    "2d_touching": ((12, 16), (2.0, 0.5), ((2, 2), (9, 8)), ((4, 8), (7, 15))),
+    # 3D, anisotropic
+    "3d_disjoint": ((10, 12, 9), (0.8, 1.1, 2.5), ((0, 0, 0), (3, 4, 3)), ((6, 7, 5), (10, 12, 9))),
+    "3d_nested": ((11, 11, 9), (1.0, 0.7, 3.0), ((1, 1, 1), (10, 10, 8)), ((4, 5, 3), (6, 7, 5))),
+    "3d_touching": ((10, 12, 8), (0.5, 1.5, 2.0), ((1, 1, 1), (6, 7, 6)), ((6, 2, 2), (9, 11, 7))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_PAIRS))
+def test_both_definitions_against_brute_force_on_shapes(name):
+    shape, spacing, (lo_a, hi_a), (lo_b, hi_b) = SHAPE_PAIRS[name]
+    a, b = _box(shape, lo_a, hi_a), _box(shape, lo_b, hi_b)
+    if name.endswith("touching"):
+        assert not (a & b).any() and any((np.roll(a, 1, axis=k) & b).any() for k in range(a.ndim))  # face
+    d_ab, d_ba = brute_directed(a, b, spacing)
+    directed = max(linear_percentile(d_ab, 95), linear_percentile(d_ba, 95))
+    pooled = linear_percentile(np.concatenate([d_ab, d_ba]), 95)
+    assert hd95(a, b, spacing) == pytest.approx(directed, abs=1e-9)
+    assert hd95(a, b, spacing, definition="directed-max") == pytest.approx(directed, abs=1e-9)
+    assert hd95(a, b, spacing, definition="pooled") == pytest.approx(pooled, abs=1e-9)
+    assert hd95(b, a, spacing) == pytest.approx(directed, abs=1e-9)
+    if name.endswith("nested"):
+        # the big box's surface is far from the small one, not the converse: the definitions differ
+        assert directed > pooled + 1e-6
+
+
+def test_percentile_is_numpy_linear_not_another_method():
+    # Directed distances [3, sqrt(13), 5] (see test_surface_distances_directed_by_hand): numpy's
+    # linear method gives sqrt(13) + 0.9 (5 - sqrt(13)) = 4.8606; 'lower', 'higher', 'nearest' and
+    # 'midpoint' would give sqrt(13), 5, 5 and 4.3028.
+    a = np.zeros((6, 6), dtype=bool)
+    b = np.zeros((6, 6), dtype=bool)
+    a[1, 1] = True
+    b[1:4, 4] = True
+    value = hd95(a, b, (2.0, 1.0))
+    assert value == pytest.approx(4.860555127546399, abs=1e-12)
+    for other in (math.sqrt(13.0), 5.0, (math.sqrt(13.0) + 5.0) / 2):
+        assert abs(value - other) > 0.1
+
+
+def test_hausdorff_is_the_larger_directed_maximum():
+    from nnunet_deconver.evaluation.metrics import hausdorff
+
+    for name, (shape, spacing, (lo_a, hi_a), (lo_b, hi_b)) in SHAPE_PAIRS.items():
+        a, b = _box(shape, lo_a, hi_a), _box(shape, lo_b, hi_b)
+        d_ab, d_ba = brute_directed(a, b, spacing)
+        assert hausdorff(a, b, spacing) == pytest.approx(max(d_ab.max(), d_ba.max()), abs=1e-9), name
+
+
+def test_unknown_definition_is_refused():
+    a = np.ones((3, 3), dtype=bool)
+    with pytest.raises(ValueError, match="directed-max"):
+        hd95(a, a, definition="max")

@@ -405,7 +405,8 @@ def test_crossval_through_real_command(nnunet_env):
 
 def test_paper_mapping_by_names_and_nesting():
     from nnunet_deconver.evaluation.paper import PAPER_RESULTS
-    from nnunet_deconver.evaluation.report import Target, _match_paper_targets
+    from nnunet_deconver.evaluation.paper import match_paper_targets as _match_paper_targets
+    from nnunet_deconver.evaluation.targets import Target
 
     row = PAPER_RESULTS["brats23"][3]
     named = [Target("whole tumor", (1, 2, 3)), Target("tumor core", (2, 3)), Target("enhancing tumor", (3,))]
@@ -415,32 +416,30 @@ def test_paper_mapping_by_names_and_nesting():
     assert _match_paper_targets(anonymous, row) == {"ET": "B", "TC": "C", "WT": "A"}
 
 
-PAPER_MD = REPO.parent / "shared" / "reference" / "deconver-paper.md"  # ../shared beside the clone
-
-
-@pytest.mark.skipif(not PAPER_MD.exists(), reason="paper text not available here")
-def test_paper_values_match_the_paper_text():
-    """The stored Deconver rows equal the numbers in the paper's Tables I-III."""
-    import re
-
-    from nnunet_deconver.evaluation.paper import PAPER_RESULTS
-
-    rows = [ln for ln in PAPER_MD.read_text().splitlines() if ln.startswith("Deconver")]
-
-    def numbers(line: str) -> list[float]:
-        cells = re.sub(r"</?u>|\*\*", "", line).split("\t")[3:]  # after name, params, FLOPs
-        return [float(c) for c in cells]
-
-    k3d = [numbers(r) for r in rows if "3 \\times 3 \\times 3" in r or "3×3×3" in r]
-    k5d = [numbers(r) for r in rows if "5 \\times 5 \\times 5" in r or "5×5×5" in r]
-    k2d = {k: [numbers(r) for r in rows if f"({k}×{k})" in r] for k in (3, 5)}
-    # Table I then Table II in the text
-    for k, found in ((3, k3d), (5, k5d)):
-        isles, brats = found[0], found[1]
-        assert [*PAPER_RESULTS["isles22"][k].dsc, *PAPER_RESULTS["isles22"][k].hd95] == isles
-        b = PAPER_RESULTS["brats23"][k]
-        assert [*b.dsc, b.dsc_avg, *b.hd95, b.hd95_avg] == brats
-    for k in (3, 5):
-        glas_fives = k2d[k][0]
-        g, f = PAPER_RESULTS["glas"][k], PAPER_RESULTS["fives"][k]
-        assert [*g.dsc, *g.hd95, *f.dsc, *f.hd95] == glas_fives
+def test_hd95_definition_option(tmp_path, capsys):
+    """--hd95-definition pooled / directed-max: each against the brute force of its definition."""
+    rng = np.random.default_rng(11)
+    pred_dir, ref_dir = tmp_path / "pred", tmp_path / "ref"
+    pred_dir.mkdir()
+    ref_dir.mkdir()
+    dj = tmp_path / "dataset.json"
+    dj.write_text(json.dumps({"channel_names": {"0": "X"}, "labels": BINARY_LABELS, "file_ending": ".nii.gz"}))
+    shape, spacing_xyz = (10, 14, 12), (0.7, 1.0, 2.5)
+    sp = spacing_xyz[::-1]
+    ref = _ellipsoid(shape, [5, 7, 6], [3, 5, 4]).astype(np.uint8)
+    ref[0:2, 0:3, 0:2] = 1  # a far-away piece makes the two definitions differ
+    pred = _perturb(rng, _ellipsoid(shape, [5, 7, 6], [3, 5, 4]).astype(np.uint8), [0, 1])
+    _write_nifti(ref, ref_dir / "c.nii.gz", spacing_xyz)
+    _write_nifti(pred, pred_dir / "c.nii.gz", spacing_xyz)
+    values = {}
+    for definition in ("pooled", "directed-max"):
+        out = tmp_path / definition
+        assert run_cli_inprocess(["evaluate-folders", str(pred_dir), str(ref_dir), "-djfile", str(dj), "-j", "1",
+                                  "-o", str(out), "--hd95-definition", definition]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["hd95_definition"] == definition
+        values[definition] = summary["cases"][0]["hd95"]
+        expected = brute_hd95(pred == 1, ref == 1, sp, -1.0, definition=definition)
+        assert values[definition] == pytest.approx(expected, abs=1e-6)
+    assert values["directed-max"] > values["pooled"]
+    assert "larger of the two directed 95th percentiles" in (tmp_path / "directed-max" / "table.md").read_text()

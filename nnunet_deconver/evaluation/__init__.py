@@ -1,10 +1,16 @@
-"""Evaluation: Dice / HD95 metrics and cross-validation reports.
+"""Evaluation: the paper's Dice / HD95, the challenges' own metrics, cross-validation reports.
 
-- :mod:`nnunet_deconver.evaluation.metrics`: Dice and HD95 of binary masks (numpy + scipy only).
-- :mod:`nnunet_deconver.evaluation.report`: per-case / per-fold / overall reports over nnU-Net
-  results folders or two folders of segmentations (JSON, CSV, Markdown), with the paper's
-  Deconver rows for comparison (:mod:`nnunet_deconver.evaluation.paper`).
-- :mod:`nnunet_deconver.evaluation.cli`: the ``evaluate`` and ``evaluate-folders`` subcommands.
+One concern per module:
+
+- :mod:`.metrics`: Dice, HD95 (``directed-max``, the paper's default, or ``pooled``) and Hausdorff
+  distance of binary masks (numpy + scipy only); :mod:`.penalty`: the empty-mask HD95 setting.
+- :mod:`.challenge`: BraTS 2023 lesion-wise, ISLES'22, GlaS object-level and FIVES figures.
+- :mod:`.targets`: labels / regions from a dataset.json; :mod:`.reading`: reading and checking a
+  segmentation; :mod:`.case`: one case and the pool over cases; :mod:`.discovery`: which
+  prediction / reference pairs, per fold; :mod:`.aggregate`: fold and overall statistics;
+  :mod:`.render`: Markdown; :mod:`.outputs`: JSON / CSV / Markdown files; :mod:`.paper`: the
+  paper's rows; :mod:`.run` and :mod:`.report`: the two entry points; :mod:`.cli`: the
+  ``evaluate`` and ``evaluate-folders`` subcommands; :mod:`.files`: errors and guarded file access.
 
 The metric functions are re-exported lazily (``from nnunet_deconver.evaluation import hd95``):
 importing this package itself loads nothing.
@@ -14,7 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BRATS_HD95_PENALTY", "binary_metrics", "dice", "hd95", "surface_distances", "surface_mask"]
+__all__ = ["BRATS_HD95_PENALTY", "HD95_DEFINITIONS", "binary_metrics", "dice", "hausdorff", "hd95",
+           "surface_distances", "surface_mask"]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,22 +10,20 @@ import os
 import sys
 
 PAPER_DATASETS = ("isles22", "brats23", "glas", "fives")
+HD95_DEFINITIONS = ("directed-max", "pooled")  # the same as metrics.HD95_DEFINITIONS (not imported: light)
 
 
 def _default_processes() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def _penalty(value: str) -> str:
-    key = value.strip().lower()
-    if key in ("diagonal", "brats"):
-        return key
+def _penalty(value: str):
+    from nnunet_deconver.evaluation.penalty import EmptyPenalty
+
     try:
-        if float(key) >= 0:
-            return key
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"expected 'diagonal', 'brats' or a number >= 0, got {value!r}")
+        return EmptyPenalty.parse(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -35,7 +33,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="worker processes over cases (default: %(default)s; 1 = no pool)")
     p.add_argument("--empty-hd95", type=_penalty, default="diagonal", metavar="{diagonal,brats,NUMBER}",
                    help="HD95 when exactly one of prediction and reference is empty: the image "
-                   "diagonal in mm (default), 'brats' (373.13 mm, the BraTS tools' value) or a number")
+                   "diagonal in mm (default), 'brats' (373.13 mm, the BraTS tools' value) or a number "
+                   "(the paper's metrics and the GlaS / FIVES figures; the BraTS figures use 374)")
     p.add_argument("--compare-paper", choices=PAPER_DATASETS, default=None,
                    help="add the paper's Deconver row(s) for this data set to the table")
     p.add_argument("--kernel", type=int, choices=(3, 5), default=None,
@@ -43,6 +42,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "difference (default: both rows)")
     p.add_argument("--strict", action="store_true",
                    help="exit with code 1 if any fold, prediction or reference is missing")
+    p.add_argument("--hd95-definition", choices=HD95_DEFINITIONS, default="directed-max",
+                   help="directed-max (default, the paper's equation (9), MONAI's): the larger of the two "
+                   "directed 95th percentiles of the surface distances; pooled (medpy's): one 95th "
+                   "percentile of both directions' distances together")
+    p.add_argument("--metrics", choices=("paper", "challenge", "all"), default=None,
+                   help="the paper's DSC / HD95, the data set's challenge metrics, or both (default: all "
+                   "when the challenge is known from --challenge or the data set name, else paper)")
+    p.add_argument("--challenge", choices=PAPER_DATASETS, default=None,
+                   help="whose challenge metrics to compute (default: from the data set name)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("pred", metavar="PRED", help="folder of predicted segmentations")
     q.add_argument("ref", metavar="REF", help="folder of reference segmentations")
     q.add_argument("-djfile", dest="djfile", required=True, help="dataset.json of the data set")
+    q.add_argument("--instances", default=None, metavar="FOLDER",
+                   help="with --challenge glas: folder of reference gland instance maps (CASE.png, e.g. "
+                   "the converted data set's instancesTr); default: connected components of REF")
     _add_common(q)
     q.set_defaults(func=run_evaluate_folders)
 
@@ -95,15 +106,16 @@ def _report(summary: dict, strict: bool) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``nnunet-deconver evaluate``: returns the exit code."""
-    from nnunet_deconver.evaluation.report import evaluate_crossval
+    from nnunet_deconver.evaluation.report import EvaluationError, evaluate_crossval
 
     try:
         summary = evaluate_crossval(
             args.dataset, args.trainer, args.configuration, plans=args.plans, folds=args.folds,
             output_folder=args.output, num_processes=args.processes, empty_penalty=args.empty_hd95,
-            compare_paper=args.compare_paper, kernel=args.kernel,
+            compare_paper=args.compare_paper, kernel=args.kernel, hd95_definition=args.hd95_definition,
+            metrics=args.metrics, challenge=args.challenge,
         )
-    except (RuntimeError, ValueError) as e:  # EvaluationError is a RuntimeError
+    except EvaluationError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
     return _report(summary, args.strict)
@@ -111,15 +123,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_evaluate_folders(args: argparse.Namespace) -> int:
     """``nnunet-deconver evaluate-folders``: returns the exit code."""
-    from nnunet_deconver.evaluation.report import evaluate_folders
+    from nnunet_deconver.evaluation.report import EvaluationError, evaluate_folders
 
     try:
         summary = evaluate_folders(
             args.pred, args.ref, args.djfile, output_folder=args.output,
             num_processes=args.processes, empty_penalty=args.empty_hd95,
-            compare_paper=args.compare_paper, kernel=args.kernel,
+            compare_paper=args.compare_paper, kernel=args.kernel, hd95_definition=args.hd95_definition,
+            metrics=args.metrics, challenge=args.challenge, instance_folder=args.instances,
         )
-    except (RuntimeError, ValueError) as e:  # EvaluationError is a RuntimeError
+    except EvaluationError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
     return _report(summary, args.strict)

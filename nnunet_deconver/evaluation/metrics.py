@@ -1,44 +1,55 @@
-"""Dice and HD95 for binary masks in 2D or 3D (numpy + scipy only, no nnU-Net, no torch).
+"""Dice, HD95 and Hausdorff distance of binary masks in 2D or 3D (numpy + scipy only).
 
-Conventions (the same as medpy's ``hd95`` and the BraTS evaluation tools):
+Conventions:
 
 * **Surface.** The surface of a binary mask is the set of its voxels that have at least one
   *face* neighbour outside the mask (4-connectivity in 2D, 6-connectivity in 3D, in general the
   2N axis neighbours in N dimensions). Voxels outside the image count as outside the mask, so a
-  mask voxel on the image border is always a surface voxel.
-* **Surface distances.** For every surface voxel of A, the Euclidean distance (in the units of
-  ``spacing``, e.g. mm) to the nearest surface voxel of B, and for every surface voxel of B the
-  distance to the nearest surface voxel of A. Distances are between voxel centres.
-* **HD95.** The two sets of distances are pooled (concatenated, both directions) and HD95 is their
-  95th percentile computed by ``numpy.percentile(d, 95)`` with numpy's default ``method="linear"``:
-  with the n pooled distances sorted as d_0 <= ... <= d_{n-1}, h = 0.95 (n - 1) and
-  HD95 = d_floor(h) + (h - floor(h)) (d_floor(h)+1 - d_floor(h)).
+  mask voxel on the image border is always a surface voxel (as in medpy, MONAI's
+  ``get_mask_edges`` and the BraTS tools).
+* **Directed surface distances.** d(P -> R): for every surface voxel of P the Euclidean distance
+  (in the units of ``spacing``, e.g. mm) to the nearest surface voxel of R; d(R -> P) likewise.
+  Distances are between voxel centres.
+* **Percentile.** q-th percentile of n distances by ``numpy.percentile(d, q)`` with numpy's default
+  ``method="linear"`` (also what ``torch.quantile`` and so MONAI use): with the distances sorted as
+  d_0 <= ... <= d_{n-1}, h = (q / 100) (n - 1) and P_q = d_floor(h) + (h - floor(h)) (d_floor(h)+1 -
+  d_floor(h)).
+* **HD95, definition "directed-max" (default).** The paper's equation (9) with the 95th percentile
+  in place of each maximum: HD95 = max{ P_95(d(R -> P)), P_95(d(P -> R)) }, the larger of the two
+  directed 95th percentiles. This is MONAI's ``HausdorffDistanceMetric(percentile=95)``.
+* **HD95, definition "pooled".** medpy's ``hd95``: one 95th percentile of the two directed sets
+  concatenated, P_95(d(P -> R) ++ d(R -> P)). Never larger than "directed-max", usually smaller.
+* **Hausdorff distance.** HD = max{ max d(R -> P), max d(P -> R) } (both definitions agree).
 * **Dice.** DSC = 2 |A n B| / (|A| + |B|).
 * **Empty masks.** Both empty: Dice 1 and HD95 0. Exactly one empty: Dice 0 and HD95 equal to a
-  penalty, by default the diagonal of the image in the units of ``spacing``
-  (sqrt(sum((shape_i * spacing_i)^2))); :data:`BRATS_HD95_PENALTY` (373.13 mm, the diagonal of
-  the 240 x 240 x 155 BraTS grid at 1 mm, the value of the BraTS challenge tools) or any number can
-  be given instead.
+  penalty (:class:`~nnunet_deconver.evaluation.penalty.EmptyPenalty`), by default the image
+  diagonal in the units of ``spacing``.
 
-The distances are computed with Euclidean distance transforms
-(:func:`scipy.ndimage.distance_transform_edt` with ``sampling=spacing``) on the joint bounding box
-of the two masks padded by one voxel on every side (zeros beyond the image), never with pairwise
-distances: this is exact, since every surface voxel of both masks lies in that box, and the zero
-padding reproduces "outside the image counts as outside the mask".
+Surfaces are found by a face-connected erosion on each mask's bounding box grown by one voxel
+(zeros beyond the image reproduce "outside the image counts as outside the mask"); the distances
+are exact nearest-neighbour queries of a k-d tree (:class:`scipy.spatial.cKDTree`) between the two
+sets of surface-voxel centres scaled by the spacing, never all pairwise distances. Unlike distance
+transforms over the masks' joint bounding box, the cost does not grow when a small false positive
+lies far from the rest.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
 
+from nnunet_deconver.evaluation.penalty import BRATS_HD95_PENALTY, EmptyPenalty, PenaltyLike
+from nnunet_deconver.evaluation.penalty import image_diagonal as _diagonal
+
 __all__ = [
     "BRATS_HD95_PENALTY",
+    "HD95_DEFINITIONS",
     "dice",
     "hd95",
+    "hausdorff",
     "surface_mask",
     "surface_distances",
     "image_diagonal",
@@ -46,12 +57,11 @@ __all__ = [
     "binary_metrics",
 ]
 
-#: HD95 given by the BraTS challenge tools when exactly one of the masks is empty (mm): the
-#: diagonal sqrt(240^2 + 240^2 + 155^2) of the BraTS 240 x 240 x 155 grid at 1 mm.
-BRATS_HD95_PENALTY: float = 373.12866
+#: The two HD95 definitions, the default first (see the module docstring).
+HD95_DEFINITIONS: tuple[str, ...] = ("directed-max", "pooled")
 
-#: Accepted values of ``empty_penalty``: ``"diagonal"``, ``"brats"`` or a number.
-EmptyPenalty = Union[str, float]
+#: Accepted values of ``empty_penalty`` (see :class:`EmptyPenalty`).
+EmptyPenaltyLike = PenaltyLike
 
 
 def _as_bool(mask: np.ndarray, name: str) -> np.ndarray:
@@ -75,13 +85,19 @@ def _spacing(spacing: Sequence[float] | float | None, ndim: int) -> tuple[float,
     if spacing is None:
         return (1.0,) * ndim
     if np.isscalar(spacing):
-        return (float(spacing),) * ndim
+        spacing = (float(spacing),) * ndim  # type: ignore[arg-type]
     spacing = tuple(float(s) for s in spacing)  # type: ignore[union-attr]
     if len(spacing) != ndim:
         raise ValueError(f"spacing has {len(spacing)} entries for a {ndim}-D mask: {spacing}")
     if any(not (s > 0 and math.isfinite(s)) for s in spacing):
         raise ValueError(f"spacing must be positive and finite, got {spacing}")
     return spacing
+
+
+def _check_definition(definition: str) -> str:
+    if definition not in HD95_DEFINITIONS:
+        raise ValueError(f"HD95 definition must be one of {HD95_DEFINITIONS}, got {definition!r}")
+    return definition
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -124,31 +140,32 @@ def surface_mask(mask: np.ndarray) -> np.ndarray:
     return mask & ~eroded
 
 
-def _padded_joint_crop(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Crop two same-shape masks to their joint bounding box grown by one voxel on every side.
+def _surface_points(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """Coordinates (in units of spacing) of a non-empty mask's surface voxels, C order, shape (n, N).
 
-    Parts of the grown box beyond the image are filled with zeros. Both masks must not both be
-    empty.
+    The surface is found on the mask's own bounding box grown by one voxel, zero padded beyond the
+    image (so "outside the image counts as outside the mask" holds unchanged).
     """
-    union = a | b
     lo, hi = [], []
-    for axis in range(union.ndim):
-        other = tuple(i for i in range(union.ndim) if i != axis)
-        idx = np.flatnonzero(union.any(axis=other))
-        lo.append(int(idx[0]))
-        hi.append(int(idx[-1]) + 1)
-    # Grow by one voxel; the part inside the image is sliced, the part outside is zero padded.
-    sl = tuple(slice(max(l - 1, 0), min(h + 1, n)) for l, h, n in zip(lo, hi, union.shape))
-    pad = tuple((1 if l == 0 else 0, 1 if h == n else 0) for l, h, n in zip(lo, hi, union.shape))
-    a_c = np.pad(a[sl], pad, mode="constant", constant_values=False)
-    b_c = np.pad(b[sl], pad, mode="constant", constant_values=False)
-    return a_c, b_c
+    for axis in range(mask.ndim):
+        other = tuple(i for i in range(mask.ndim) if i != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        lo.append(int(idx[0]) - 1)
+        hi.append(int(idx[-1]) + 2)
+    sl = tuple(slice(max(l, 0), min(h, n)) for l, h, n in zip(lo, hi, mask.shape))
+    pad = tuple((1 if l < 0 else 0, 1 if h > n else 0) for l, h, n in zip(lo, hi, mask.shape))
+    crop = np.pad(mask[sl], pad, mode="constant", constant_values=False)
+    offset = np.array(lo, dtype=np.float64)  # index 0 of the padded crop is lo in the image
+    return (np.argwhere(surface_mask(crop)) + offset) * np.asarray(spacing, dtype=np.float64)
 
 
 def surface_distances(
     a: np.ndarray, b: np.ndarray, spacing: Sequence[float] | float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Directed surface distances between two non-empty binary masks.
+
+    Exact nearest-neighbour queries (:class:`scipy.spatial.cKDTree`) between the two sets of
+    surface-voxel centres, in units of ``spacing``.
 
     Args:
         a: binary mask, shape (X, Y) or (X, Y, Z).
@@ -162,95 +179,99 @@ def surface_distances(
     Raises:
         ValueError: if either mask is empty (no surface).
     """
+    from scipy.spatial import cKDTree
+
     a, b = _check_pair(a, b)
     sp = _spacing(spacing, a.ndim)
     if not a.any() or not b.any():
         raise ValueError("surface distances need two non-empty masks")
-    a_c, b_c = _padded_joint_crop(a, b)
-    surf_a = surface_mask(a_c)
-    surf_b = surface_mask(b_c)
-    # EDT gives, at every voxel, the distance to the nearest zero of its input: zeros = surface.
-    dist_to_b = ndimage.distance_transform_edt(~surf_b, sampling=sp)
-    dist_to_a = ndimage.distance_transform_edt(~surf_a, sampling=sp)
-    return dist_to_b[surf_a].astype(np.float64), dist_to_a[surf_b].astype(np.float64)
+    pa, pb = _surface_points(a, sp), _surface_points(b, sp)
+    d_ab = cKDTree(pb).query(pa, k=1)[0]
+    d_ba = cKDTree(pa).query(pb, k=1)[0]
+    return np.asarray(d_ab, dtype=np.float64), np.asarray(d_ba, dtype=np.float64)
 
 
 def image_diagonal(shape: Sequence[int], spacing: Sequence[float] | float | None = None) -> float:
     """Length of the image diagonal, sqrt(sum((shape_i * spacing_i)^2)), in units of spacing."""
-    sp = _spacing(spacing, len(shape))
-    return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, sp))))
+    return _diagonal(shape, _spacing(spacing, len(shape)))
 
 
 def resolve_empty_penalty(
-    empty_penalty: EmptyPenalty, shape: Sequence[int], spacing: Sequence[float] | float | None = None
+    empty_penalty: PenaltyLike, shape: Sequence[int], spacing: Sequence[float] | float | None = None
 ) -> float:
-    """HD95 value used when exactly one mask is empty.
+    """HD95 value used when exactly one mask is empty (see :class:`EmptyPenalty`)."""
+    return EmptyPenalty.parse(empty_penalty).resolve(shape, _spacing(spacing, len(shape)))
 
-    Args:
-        empty_penalty: ``"diagonal"`` (image diagonal in units of spacing), ``"brats"``
-            (:data:`BRATS_HD95_PENALTY`), or a number (also accepted as a string, e.g. "373.13").
-        shape: image shape.
-        spacing: voxel size per axis.
-    """
-    if isinstance(empty_penalty, str):
-        key = empty_penalty.strip().lower()
-        if key == "diagonal":
-            return image_diagonal(shape, spacing)
-        if key == "brats":
-            return BRATS_HD95_PENALTY
-        try:
-            value = float(key)
-        except ValueError:
-            raise ValueError(
-                f"empty_penalty must be 'diagonal', 'brats' or a number, got {empty_penalty!r}"
-            ) from None
-    else:
-        value = float(empty_penalty)
-    if not value >= 0:
-        raise ValueError(f"empty_penalty must be >= 0, got {value}")
-    return value
+
+def _distances_or_none(pred: np.ndarray, ref: np.ndarray, spacing, empty_penalty: PenaltyLike):
+    """(value, None) when a mask is empty (0 or the penalty), else (None, (d_pr, d_rp))."""
+    pred, ref = _check_pair(pred, ref)
+    sp = _spacing(spacing, pred.ndim)
+    penalty = EmptyPenalty.parse(empty_penalty)
+    has_pred, has_ref = bool(pred.any()), bool(ref.any())
+    if not has_pred and not has_ref:
+        return 0.0, None
+    if has_pred != has_ref:
+        return penalty.resolve(pred.shape, sp), None
+    return None, surface_distances(pred, ref, sp)
 
 
 def hd95(
     pred: np.ndarray,
     ref: np.ndarray,
     spacing: Sequence[float] | float | None = None,
-    empty_penalty: EmptyPenalty = "diagonal",
+    empty_penalty: PenaltyLike = "diagonal",
+    definition: str = "directed-max",
 ) -> float:
-    """95th percentile of the pooled symmetric surface distances (HD95).
+    """95th-percentile Hausdorff distance (HD95) of two binary masks.
 
     Args:
         pred: prediction mask, shape (X, Y) or (X, Y, Z); nonzero = foreground.
         ref: reference mask of the same shape.
         spacing: voxel size per axis in array-axis order (mm for medical images, 1 for pixels).
-        empty_penalty: value when exactly one mask is empty, see :func:`resolve_empty_penalty`.
+        empty_penalty: value when exactly one mask is empty, see :class:`EmptyPenalty`.
+        definition: ``"directed-max"`` (default, the paper's equation (9), MONAI):
+            max(P_95(d(P -> R)), P_95(d(R -> P))); ``"pooled"`` (medpy):
+            P_95(d(P -> R) ++ d(R -> P)). P_95 is numpy's linear-interpolation percentile.
 
     Returns:
-        HD95 in units of ``spacing``: ``numpy.percentile(concat(d_pr, d_rp), 95)`` (linear
-        interpolation); 0.0 if both masks are empty; the penalty if exactly one is.
+        HD95 in units of ``spacing``; 0.0 if both masks are empty; the penalty if exactly one is.
     """
-    pred, ref = _check_pair(pred, ref)
-    sp = _spacing(spacing, pred.ndim)
-    has_pred, has_ref = bool(pred.any()), bool(ref.any())
-    if not has_pred and not has_ref:
-        return 0.0
-    if has_pred != has_ref:
-        return resolve_empty_penalty(empty_penalty, pred.shape, sp)
-    d_pr, d_rp = surface_distances(pred, ref, sp)
-    return float(np.percentile(np.concatenate([d_pr, d_rp]), 95))
+    _check_definition(definition)
+    value, distances = _distances_or_none(pred, ref, spacing, empty_penalty)
+    if distances is None:
+        return value
+    d_pr, d_rp = distances
+    if definition == "pooled":
+        return float(np.percentile(np.concatenate([d_pr, d_rp]), 95))
+    return float(max(np.percentile(d_pr, 95), np.percentile(d_rp, 95)))
+
+
+def hausdorff(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float] | float | None = None,
+    empty_penalty: PenaltyLike = "diagonal",
+) -> float:
+    """Hausdorff distance max(max d(P -> R), max d(R -> P)); empty masks as in :func:`hd95`."""
+    value, distances = _distances_or_none(pred, ref, spacing, empty_penalty)
+    if distances is None:
+        return value
+    return float(max(distances[0].max(), distances[1].max()))
 
 
 def binary_metrics(
     pred: np.ndarray,
     ref: np.ndarray,
     spacing: Sequence[float] | float | None = None,
-    empty_penalty: EmptyPenalty = "diagonal",
+    empty_penalty: PenaltyLike = "diagonal",
+    definition: str = "directed-max",
 ) -> dict:
     """Dice, HD95 and voxel counts of one prediction/reference pair.
 
     Args:
         pred, ref: binary masks of the same shape (X, Y) or (X, Y, Z).
-        spacing: voxel size per axis; empty_penalty: see :func:`hd95`.
+        spacing, empty_penalty, definition: see :func:`hd95`.
 
     Returns:
         ``{"dice", "hd95", "n_ref", "n_pred", "n_intersection"}``.
@@ -258,7 +279,7 @@ def binary_metrics(
     pred, ref = _check_pair(pred, ref)
     return {
         "dice": dice(pred, ref),
-        "hd95": hd95(pred, ref, spacing, empty_penalty),
+        "hd95": hd95(pred, ref, spacing, empty_penalty, definition),
         "n_ref": int(np.count_nonzero(ref)),
         "n_pred": int(np.count_nonzero(pred)),
         "n_intersection": int(np.count_nonzero(pred & ref)),
