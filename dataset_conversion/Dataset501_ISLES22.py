@@ -20,9 +20,12 @@ import numpy as np
 
 from dataset_conversion._common import (Case, CaseResult, DatasetDefinition, Discovery, find_layout_root,
                                         nifti_files, pick_single, script_main, visible_children, volume_strata)
+from dataset_conversion._discovery import unusable
 
 TITLE = "ISLES'22"
 SUBJECT = re.compile(r"^sub-[A-Za-z0-9]+$")
+#: BIDS folders that hold no subjects (not reported as unexpected).
+BIDS_FOLDERS = ("derivatives", "rawdata", "sourcedata", "code", "phenotype", "stimuli")
 EXPECTED_LAYOUT = """\
   RAW_FOLDER/                           (or RAW_FOLDER/rawdata/ for the subject folders)
     sub-strokecase0001/ses-0001/dwi/sub-strokecase0001_ses-0001_dwi.nii.gz
@@ -52,6 +55,16 @@ def discover(raw: Path) -> Discovery:
     if not derivatives:
         found.problems.append(f"no derivatives/ folder with the lesion masks in {root} (expected "
                               f"derivatives/sub-XXX/ses-XXXX/sub-XXX_ses-XXXX_msk.nii.gz)")
+    for folder in (root, root / "rawdata"):
+        if folder.is_dir():
+            found.problems.extend(unusable([p for p in visible_children(folder, dirs=False) if SUBJECT.match(p.name)],
+                                           "folder"))
+            found.warnings.extend(f"{d}: folder matches no expected name (sub-XXX or a BIDS folder); ignored"
+                                  for d in visible_children(folder, dirs=True)
+                                  if not SUBJECT.match(d.name) and d.name not in BIDS_FOLDERS)
+    for d in derivatives:
+        found.warnings.extend(f"{m}: lesion masks of a subject without its folder {m.name}/ (incomplete download?); "
+                              f"ignored" for m in visible_children(d, dirs=True) if m.name not in subjects)
     for subject, folders in sorted(subjects.items()):
         if len(folders) > 1:
             found.problems.append(f"{subject}: two folders for the same case: {folders[0]} and {folders[1]}")

@@ -22,6 +22,7 @@ import numpy as np
 
 from dataset_conversion._common import (Case, CaseResult, DatasetDefinition, Discovery, find_layout_root,
                                         nifti_files, pick_single, script_main, visible_children, volume_strata)
+from dataset_conversion._discovery import unusable
 from dataset_conversion.brats_labels import NNUNET_REGION_LABELS, REGIONS_CLASS_ORDER
 
 TITLE = "BraTS'23"
@@ -46,8 +47,14 @@ def discover(raw: Path) -> Discovery:
     """Find every case folder's four modalities and segmentation."""
     root = find_layout_root(raw, lambda d: bool(_case_dirs(d)), TITLE, EXPECTED_LAYOUT)
     found = Discovery()
+    found.warnings.extend(f"{d}: folder matches no expected name (BraTS-XXX-NNNNN-NNN); ignored"
+                          for d in visible_children(root, dirs=True) if not CASE.match(d.name))
+    found.problems.extend(unusable([p for p in visible_children(root, dirs=False) if CASE.match(p.name)], "folder"))
+    endings = tuple(f"-{kind}{ext}" for kind in (*MODALITIES, "seg") for ext in (".nii.gz", ".nii"))
     for folder in _case_dirs(root):
         case_id = folder.name
+        found.warnings.extend(f"{p}: NIfTI file of no expected kind ({', '.join(MODALITIES)}, seg); ignored"
+                              for p in nifti_files(folder, "", recursive=False) if not p.name.endswith(endings))
         picked = [pick_single(nifti_files(folder, f"-{kind}", recursive=False), case_id, f"{kind} (*-{kind}.nii.gz)",
                               str(folder)) for kind in (*MODALITIES, "seg")]
         problems = [problem for _, problem in picked if problem]

@@ -3,8 +3,9 @@
 All 165 images (train 85, testA 60, testB 20) become training cases for 5-fold cross-validation,
 stratified by grade (benign / malignant, from ``Grade.csv``). Image: one RGB PNG
 (``{case}_0000.png``, three channels, nnU-Net's NaturalImage2DIO). Label: the gland instance map
-made binary (any gland = 1). Each case's origin (train / testA / testB), grade and patient id are
-kept in ``case_metadata.json`` beside ``dataset.json``.
+made binary (any gland = 1); the instance map itself is kept as ``instancesTr/{case}.png`` for the
+object-level metrics. Each case's origin (train / testA / testB), grade, patient id and instance map
+are kept in ``case_metadata.json`` beside ``dataset.json``.
 
 Usage::
 
@@ -15,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import csv
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,12 +25,14 @@ from typing import Sequence
 import numpy as np
 
 from dataset_conversion._common import (NATURAL_IMAGE_2D, Case, CaseResult, ConversionError, DatasetDefinition,
-                                        Discovery, find_layout_root, metadata_strata, script_main,
+                                        Discovery, find_layout_root, list_folder, metadata_strata, script_main,
                                         visible_children)
+from nnunet_deconver.errors import os_error_message
 
 TITLE = "GlaS"
 FILE = re.compile(r"^(train|testA|testB)_0*(\d+)(_anno)?\.(?i:bmp|png|tif|tiff)$")
 GRADES = ("benign", "malignant")
+IMAGE_SUFFIXES = (".bmp", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 EXPECTED_LAYOUT = """\
   RAW_FOLDER/                 (e.g. "Warwick QU Dataset (Released 2016_07_08)/")
     Grade.csv                 (columns: name, Patient ID, GlaS grade, Sirinukunwattana grade)
@@ -64,8 +68,10 @@ def read_grades(path: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConversionError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise ConversionError(os_error_message(exc, "read", path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConversionError(f"cannot read {path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     delimiter = ";" if text.count(";") > text.count(",") else ","
     rows = [(number, row) for number, row in enumerate(csv.reader(text.splitlines(), delimiter=delimiter), start=1)
             if any(cell.strip() for cell in row)]
@@ -98,7 +104,8 @@ def read_grades(path: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
 
 
 def _looks_like_glas(folder: Path) -> bool:
-    return (folder / "Grade.csv").is_file() or any(FILE.match(p.name) for p in visible_children(folder, dirs=False))
+    return (os.path.lexists(folder / "Grade.csv")
+            or any(FILE.match(p.name) for p in visible_children(folder, dirs=False)))
 
 
 def discover(raw: Path) -> Discovery:
@@ -107,18 +114,21 @@ def discover(raw: Path) -> Discovery:
     found = Discovery()
     files: dict[tuple[str, bool], list[Path]] = {}
     origin_of: dict[str, str] = {}
-    for path in visible_children(root, dirs=False):
+    for path in list_folder(root):  # folders too: one named like an image is reported when read
         match = FILE.match(path.name)
         if match:
             case_id = f"{match.group(1)}_{int(match.group(2))}"
             origin_of[case_id] = match.group(1)
             files.setdefault((case_id, bool(match.group(3))), []).append(path)
+        elif path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+            found.warnings.append(f"{path}: matches no expected name (train_N, testA_N, testB_N, with _anno for "
+                                  f"annotations); ignored")
     if not files:
         raise ConversionError(f"no GlaS images (train_N.bmp, testA_N.bmp, testB_N.bmp) in {root}.\n"
                               f"Expected layout:\n{EXPECTED_LAYOUT}")
     grade_file = root / "Grade.csv"
     grades: dict[str, dict[str, str]] = {}
-    if grade_file.is_file():
+    if os.path.lexists(grade_file):  # a folder or unreadable Grade.csv is reported as such, not as missing
         grades, grade_problems = read_grades(grade_file)
         found.problems.extend(grade_problems)
     else:
@@ -133,7 +143,7 @@ def discover(raw: Path) -> Discovery:
             elif len(paths) > 1:
                 problems.append(f"{case_id}: two files for the same case's {what}: "
                                 f"{', '.join(str(p) for p in paths)}")
-        if grade_file.is_file() and case_id not in grades:
+        if os.path.lexists(grade_file) and case_id not in grades:
             problems.append(f"{case_id}: no grade in {grade_file}")
         if problems:
             found.problems.extend(problems)
@@ -151,10 +161,15 @@ def _glands_to_binary(mask: np.ndarray, case: Case) -> np.ndarray:
 
 
 def convert_case(case: Case, out_folder: Path | None) -> CaseResult:
-    """Check image and annotation (readable, RGB, same size); write RGB PNG + binary label."""
+    """Check image and annotation (readable, RGB, same size); write RGB PNG + binary label, and
+    keep the gland instance map in ``instancesTr/`` (see :mod:`dataset_conversion.instance_maps`)."""
     from dataset_conversion._images import convert_rgb_case
+    from dataset_conversion.instance_maps import instance_map_name, keeping_instances
 
-    return convert_rgb_case(case, out_folder, _glands_to_binary, colour_instances=True)
+    result = convert_rgb_case(case, out_folder, keeping_instances(_glands_to_binary, out_folder),
+                              colour_instances=True)
+    result.metadata["instances"] = instance_map_name(case.case_id)
+    return result
 
 
 DEFINITION = DatasetDefinition(

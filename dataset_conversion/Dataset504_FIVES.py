@@ -22,7 +22,9 @@ from typing import Sequence
 import numpy as np
 
 from dataset_conversion._common import (NATURAL_IMAGE_2D, Case, CaseResult, DatasetDefinition, Discovery,
-                                        find_layout_root, metadata_strata, script_main, visible_children)
+                                        find_layout_root, list_folder, metadata_strata, script_main,
+                                        visible_children)
+from nnunet_deconver.errors import path_problem
 
 TITLE = "FIVES"
 SPLITS = ("train", "test")
@@ -42,16 +44,26 @@ def _key(name: str) -> str:
 
 
 def _child(folder: Path, wanted: str) -> Path | None:
-    """Sub-folder whose name is ``wanted`` ignoring case, spaces, ``_`` and ``-`` (``Ground truth``)."""
+    """Entry whose name is ``wanted`` ignoring case, spaces, ``_`` and ``-`` (``Ground truth``).
+
+    Sub-folders come first; another entry of that name (a file, a broken link) is returned too, so
+    that it is reported as what it is rather than as missing.
+    """
     if not folder.is_dir():
         return None
-    return next((d for d in visible_children(folder, dirs=True) if _key(d.name) == wanted), None)
+    matches = [d for d in list_folder(folder) if _key(d.name) == wanted]
+    return next((d for d in matches if d.is_dir()), matches[0] if matches else None)
+
+
+def _unexpected_folders(folder: Path, expected: tuple[str, ...]) -> list[str]:
+    return [f"{d}: folder matches no expected name ({', '.join(expected)}); ignored"
+            for d in visible_children(folder, dirs=True) if _key(d.name) not in {_key(e) for e in expected}]
 
 
 def _index(folder: Path, problems: list[str]) -> dict[int, list[tuple[str, Path]]]:
     """Files ``N_C.png`` of ``folder`` by image number N: [(category, path), ...]."""
     index: dict[int, list[tuple[str, Path]]] = {}
-    for path in visible_children(folder, dirs=False):
+    for path in list_folder(folder):  # folders too: one named like an image is reported when read
         match = FILE.match(path.name)
         if match:
             index.setdefault(int(match.group(1)), []).append((match.group(2).upper(), path))
@@ -87,10 +99,18 @@ def discover(raw: Path) -> Discovery:
     """Pair ``{train,test}/Original/N_C.png`` with ``{train,test}/Ground truth/N_C.png``."""
     root = find_layout_root(raw, lambda d: any(_child(d, s) for s in SPLITS), TITLE, EXPECTED_LAYOUT)
     found = Discovery()
+    found.warnings.extend(_unexpected_folders(root, SPLITS))
     for split in SPLITS:
         split_dir = _child(root, split)
-        original = _child(split_dir, "original") if split_dir else None
-        truth = _child(split_dir, "groundtruth") if split_dir else None
+        unusable = path_problem(split_dir, "folder") if split_dir else None
+        original = _child(split_dir, "original") if split_dir and not unusable else None
+        truth = _child(split_dir, "groundtruth") if split_dir and not unusable else None
+        unusable = unusable or next(filter(None, (path_problem(d, "folder") for d in (original, truth) if d)), None)
+        if unusable:
+            found.problems.append(f"{unusable}; expected {split}/Original/ and {split}/Ground truth/ folders")
+            continue
+        if split_dir:
+            found.warnings.extend(_unexpected_folders(split_dir, ("Original", "Ground truth")))
         if original is None or truth is None:
             missing = f"{split}/" if split_dir is None else ("Original/" if original is None else "Ground truth/")
             found.problems.append(f"missing folder {missing} in {split_dir or root}; expected {split}/Original/ and "

@@ -4,14 +4,18 @@ A script describes its data set with a :class:`DatasetDefinition` (how to find t
 folder, how to convert one case, how to stratify the cross-validation) and hands it to
 :func:`convert_dataset`, which does everything else the same way for all four:
 
-1. check the output target (refuse an existing data set without ``--overwrite``);
-2. discover the cases (layout problems such as missing or duplicate files are collected, not
-   raised one by one, so that a dry run can list them all);
+1. check the output target (refuse a RAW_FOLDER that overlaps it, an existing data set without
+   ``--overwrite``, an output folder that cannot be written);
+2. discover the cases (layout problems such as missing or duplicate files, or case ids equal up to
+   letter case, are collected, not raised one by one, so that a dry run can list them all; files
+   of no case are warnings);
 3. read, validate and convert every case, in worker processes with a progress bar, into a hidden
-   temporary folder next to the target; every problem of every case is collected;
+   temporary folder next to the target (:mod:`dataset_conversion._output`: locked, removed on
+   failure, Ctrl-C and SIGTERM); every problem of every case is collected;
 4. only when all cases passed: write ``dataset.json`` (nnU-Net's ``generate_dataset_json``), the
    stratified ``splits_final.json`` and ``case_metadata.json``, then move the folder into place
-   (an older data set is renamed aside first and deleted last).
+   without replacing anything that appeared meanwhile (an older data set is renamed aside first
+   and deleted last, with ``--overwrite``).
 
 This module imports only the standard library at import time, so that ``nnunet-deconver`` can
 register its subcommands cheaply.
@@ -24,14 +28,20 @@ import importlib
 import os
 import random
 import re
-import secrets
-import shutil
 import sys
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Callable, Hashable, Mapping, Sequence, TextIO
+
+# discovery helpers, imported from here by the four data set scripts
+from dataset_conversion._discovery import (find_layout_root, list_folder, nifti_files, pick_single,  # noqa: F401
+                                           visible_children)
+from dataset_conversion._errors import ConversionError
+from nnunet_deconver.errors import os_error_message
+from dataset_conversion._output import (atomic_output_folder, existing_target_problem, overlap_problem,
+                                        writable_problem)
+from nnunet_deconver.signals import Terminated, ignore_sigint_in_worker, interruption_exit, termination_raises
 
 #: Default seed of the cross-validation split (``--seed``).
 DEFAULT_SEED = 12345
@@ -54,14 +64,6 @@ NATURAL_IMAGE_2D: dict[str, Any] = {"channel_names": {0: "R", 1: "G", 2: "B"}, "
 MAX_LISTED_PROBLEMS = 30
 
 
-class ConversionError(Exception):
-    """Bad input or refused output.
-
-    The message names the file or case and what is wrong with it; the command-line entry points
-    print it and exit non-zero without a traceback.
-    """
-
-
 @dataclass(frozen=True)
 class Case:
     """One training case as found in the raw folder.
@@ -79,10 +81,12 @@ class Case:
 
 @dataclass
 class Discovery:
-    """Result of scanning a raw folder: the complete cases and the problems found on the way."""
+    """Result of scanning a raw folder: the complete cases, the problems found on the way (they stop
+    the conversion) and warnings (files or folders that belong to no case; reported, not fatal)."""
 
     cases: list[Case] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -123,64 +127,6 @@ class DatasetDefinition:
     description: str
     regions_class_order: tuple[int, ...] | None = None
     reader_writer: str | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# Small helpers for discovery
-# --------------------------------------------------------------------------------------------
-
-
-def is_hidden(path: Path) -> bool:
-    """True for dot files, including the ``._name`` companions that macOS puts into archives."""
-    return path.name.startswith(".")
-
-
-def visible_children(folder: Path, *, dirs: bool) -> list[Path]:
-    """Sorted non-hidden sub-folders (``dirs=True``) or files (``dirs=False``) of ``folder``."""
-    return sorted(p for p in folder.iterdir() if not is_hidden(p) and p.is_dir() == dirs)
-
-
-def find_layout_root(raw: Path, looks_right: Callable[[Path], bool], definition_title: str,
-                     expected_layout: str) -> Path:
-    """The folder holding the data set: ``raw`` itself or its only sub-folder that looks right.
-
-    Archives often unpack into one extra folder (``ASNR-MICCAI-BraTS2023-GLI-Challenge-
-    TrainingData/``, ``Warwick QU Dataset (Released 2016_07_08)/``): both are accepted.
-    """
-    if not raw.is_dir():
-        raise ConversionError(f"raw folder {raw} does not exist or is not a folder.\n"
-                              f"Expected the {definition_title} layout:\n{expected_layout}")
-    if looks_right(raw):
-        return raw
-    candidates = [d for d in visible_children(raw, dirs=True) if looks_right(d)]
-    if len(candidates) == 1:
-        return candidates[0]
-    if len(candidates) > 1:
-        names = ", ".join(d.name for d in candidates)
-        raise ConversionError(f"{raw} holds several folders that look like {definition_title} ({names}); "
-                              f"point RAW_FOLDER at one of them.")
-    content = "it is empty" if not any(raw.iterdir()) else "no matching files or folders were found"
-    raise ConversionError(f"{raw} does not hold the {definition_title} data set: {content}.\n"
-                          f"Expected layout:\n{expected_layout}")
-
-
-def pick_single(found: Sequence[Path], case_id: str, what: str, where: str) -> tuple[Path | None, str | None]:
-    """``(file, None)`` when exactly one file was found, else ``(None, problem)``."""
-    if not found:
-        return None, f"{case_id}: missing {what} (nothing matching in {where})"
-    if len(found) > 1:
-        names = ", ".join(str(p) for p in sorted(found))
-        return None, f"{case_id}: two files for the same case's {what}: {names}"
-    return found[0], None
-
-
-def nifti_files(folder: Path, suffix: str, *, recursive: bool) -> list[Path]:
-    """Non-hidden ``*{suffix}.nii.gz`` / ``*{suffix}.nii`` files in ``folder``."""
-    if not folder.is_dir():
-        return []
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    endings = (suffix + ".nii.gz", suffix + ".nii")
-    return sorted(p for p in candidates if p.is_file() and not is_hidden(p) and p.name.endswith(endings))
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,55 +225,25 @@ def output_target_problem(target: Path, overwrite: bool) -> str | None:
     Refuses an existing data set without ``overwrite`` and a different data set with the same id
     in the output root or ``$nnUNet_preprocessed`` (nnU-Net cannot tell them apart).
     """
-    if target.exists() and not overwrite:
-        return (f"output data set {target} already exists; pass --overwrite to replace it (the old folder "
-                f"is removed only once the new one is complete)")
+    problem = existing_target_problem(target, overwrite, allow_empty=False)
+    if problem:
+        return problem.replace("output ", "output data set ", 1)
     prefix = target.name.split("_", 1)[0] + "_"
     roots = [target.parent]
     if os.environ.get("nnUNet_preprocessed"):
         roots.append(Path(os.environ["nnUNet_preprocessed"]))
     for root in roots:
-        if not root.is_dir():
-            continue
-        clashes = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix)
-                         and p.name != target.name)
+        try:
+            if not root.is_dir():
+                continue
+            clashes = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix)
+                             and p.name != target.name)
+        except OSError as exc:
+            return os_error_message(exc, "list the folder", root)
         if clashes:
             return (f"{root} already holds {', '.join(clashes)} with the id of {target.name}; nnU-Net needs "
                     f"unique ids: choose another --dataset-id or remove the other data set")
     return None
-
-
-@contextmanager
-def atomic_output_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a hidden temporary folder next to ``target`` that replaces ``target`` on success.
-
-    On an exception (or Ctrl-C) the temporary folder is deleted and ``target`` is untouched. On
-    success an existing ``target`` (allowed only with ``overwrite``) is renamed aside, the new
-    folder renamed into place, and only then the old one deleted: there is never a mix of old and
-    new files. The temporary names start with a dot, so nnU-Net never mistakes them for a data set.
-    """
-    if target.exists() and not overwrite:
-        raise ConversionError(f"output data set {target} already exists; pass --overwrite to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    tmp = target.parent / f".{target.name}.tmp-{token}"
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = target.parent / f".{target.name}.old-{token}"
-    if target.exists():
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        if old.exists():
-            os.replace(old, target)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,7 +270,8 @@ def parallel_map(func: Callable[[Any], Any], items: Sequence[Any], num_workers: 
             return results
         import multiprocessing
 
-        with multiprocessing.get_context("spawn").Pool(min(num_workers, len(items))) as pool:
+        with multiprocessing.get_context("spawn").Pool(min(num_workers, len(items)),
+                                                       initializer=ignore_sigint_in_worker) as pool:
             for result in pool.imap(func, items):
                 results.append(result)
                 progress_bar.update()
@@ -369,6 +286,8 @@ def _run_case(task: tuple[Callable[[Case, Path | None], CaseResult], Case, Path 
         return convert_case(case, out_folder), None
     except ConversionError as exc:
         return None, str(exc)
+    except OSError as exc:
+        return None, f"{case.case_id}: {os_error_message(exc)}"
 
 
 def process_cases(definition: DatasetDefinition, cases: Sequence[Case], out_folder: Path | None,
@@ -454,8 +373,14 @@ def write_dataset_files(definition: DatasetDefinition, folder: Path, folder_name
               str(folder / METADATA_FILE), sort_keys=False)
 
 
+def _print_lines(lines: Sequence[str], prefix: str, out: TextIO) -> None:
+    for line in lines:
+        print(f"{prefix}: {line}", file=out)
+
+
 def _dry_run_report(definition: DatasetDefinition, raw: Path, target: Path, cases: Sequence[Case],
-                    results: Mapping[str, CaseResult], problems: Sequence[str], seed: int, out: TextIO) -> int:
+                    results: Mapping[str, CaseResult], problems: Sequence[str], warnings: Sequence[str], seed: int,
+                    out: TextIO) -> int:
     print(f"[dry run] {definition.title}: {raw} -> {target} (nothing is written)", file=out)
     print(f"{len(cases)} case(s) found:", file=out)
     for case in cases:
@@ -468,11 +393,36 @@ def _dry_run_report(definition: DatasetDefinition, raw: Path, target: Path, case
         counts = ", ".join(f"{s}: {n}" for s, n in sorted(Counter(strata.values()).items()))
         print(f"strata ({definition.stratified_by}): {counts}", file=out)
         print(f"validation fold sizes (seed {seed}): {', '.join(str(len(s['val'])) for s in splits)}", file=out)
+    _print_lines(warnings, "warning", out)
     if problems:
         print(format_problems(problems, f"{len(problems)} problem(s) found:"), file=out)
         return 1
     print("no problems found", file=out)
     return 0
+
+
+def case_id_problems(cases: Sequence[Case]) -> list[str]:
+    """Case ids used twice, or equal up to letter case (one subject would land in two folds)."""
+    problems = [f"{k}: two cases with the same identifier"
+                for k, n in sorted(Counter(c.case_id for c in cases).items()) if n > 1]
+    by_folded: dict[str, list[Case]] = {}
+    for case in cases:
+        by_folded.setdefault(case.case_id.casefold(), []).append(case)
+    for group in by_folded.values():
+        if len({c.case_id for c in group}) > 1:
+            listed = ", ".join(f"{c.case_id} ({c.label})" for c in group)
+            problems.append(f"case ids that differ only in letter case: {listed}; the same subject twice would "
+                            f"sit in a training and a validation fold. Remove or rename one of them")
+    return problems
+
+
+def target_problems(raw: Path, target: Path, overwrite: bool) -> list[str]:
+    """Why the conversion of ``raw`` must not write ``target``: overlap, existing data set, not writable."""
+    overlap = overlap_problem(raw, target, "RAW_FOLDER", "output data set")
+    if overlap:
+        return [overlap]
+    problems = [output_target_problem(target, overwrite), writable_problem(target.parent)]
+    return [p for p in problems if p]
 
 
 def convert_dataset(definition: DatasetDefinition, raw_folder: str | os.PathLike, *,
@@ -482,23 +432,24 @@ def convert_dataset(definition: DatasetDefinition, raw_folder: str | os.PathLike
     """Convert ``raw_folder`` into ``<output root>/DatasetXXX_Name``; return an exit code.
 
     Raises :class:`ConversionError` (nothing written, an existing data set untouched) when any
-    input is bad or the target is refused. With ``dry_run`` prints the cases and all problems found
-    and returns 1 if there are problems, 0 otherwise, writing nothing.
+    input is bad or the target is refused. With ``dry_run`` prints the cases, warnings and all
+    problems found and returns 1 if there are problems, 0 otherwise, writing nothing.
     """
     out = out or sys.stdout
     raw = Path(raw_folder).expanduser()
     dataset_id = definition.default_id if dataset_id is None else dataset_id
     folder_name = dataset_folder_name(dataset_id, definition.name)
     target = resolve_output_root(output_root) / folder_name
-    target_problem = output_target_problem(target, overwrite)
-    if target_problem and not dry_run:
-        raise ConversionError(target_problem)
+    refused = target_problems(raw, target, overwrite)
+    if refused and not dry_run:
+        raise ConversionError(refused[0])
 
-    discovery = definition.discover(raw)
+    try:
+        discovery = definition.discover(raw)
+    except OSError as exc:
+        raise ConversionError(os_error_message(exc, "read")) from None
     cases = sorted(discovery.cases, key=lambda c: c.case_id)
-    problems = ([target_problem] if target_problem else []) + list(discovery.problems)
-    duplicates = sorted(k for k, n in Counter(c.case_id for c in cases).items() if n > 1)
-    problems += [f"{k}: two cases with the same identifier" for k in duplicates]
+    problems = refused + list(discovery.problems) + case_id_problems(cases)
     if not cases and not problems:
         raise ConversionError(f"no {definition.title} cases found in {raw}.\n"
                               f"Expected layout:\n{definition.expected_layout}")
@@ -508,21 +459,30 @@ def convert_dataset(definition: DatasetDefinition, raw_folder: str | os.PathLike
 
     if dry_run:
         results, case_problems = process_cases(definition, cases, None, num_workers, progress)
-        return _dry_run_report(definition, raw, target, cases, results, problems + case_problems, seed, out)
+        return _dry_run_report(definition, raw, target, cases, results, problems + case_problems,
+                               discovery.warnings, seed, out)
 
     if problems:
         raise ConversionError(format_problems(problems, f"{len(problems)} problem(s) in {raw}; nothing was "
                                                         f"written:"))
-    with atomic_output_folder(target, overwrite) as tmp:
-        (tmp / "imagesTr").mkdir()
-        (tmp / "labelsTr").mkdir()
-        results, case_problems = process_cases(definition, cases, tmp, num_workers, progress)
-        if case_problems:
-            raise ConversionError(format_problems(
-                case_problems, f"{len(case_problems)} problem(s) in {raw}; nothing was written:"))
-        write_dataset_files(definition, tmp, folder_name, raw, cases, results, seed)
+    notes: list[str] = []
+    try:
+        with atomic_output_folder(target, overwrite, notes=notes) as tmp:
+            (tmp / "imagesTr").mkdir()
+            (tmp / "labelsTr").mkdir()
+            results, case_problems = process_cases(definition, cases, tmp, num_workers, progress)
+            if case_problems:
+                raise ConversionError(format_problems(
+                    case_problems, f"{len(case_problems)} problem(s) in {raw}; nothing was written:"))
+            try:
+                write_dataset_files(definition, tmp, folder_name, raw, cases, results, seed)
+            except OSError as exc:
+                raise ConversionError(os_error_message(exc, "write")) from None
+    finally:
+        _print_lines(notes, "note", out)
     print(f"{definition.title}: converted {len(cases)} cases into {target} "
           f"(stratified by {definition.stratified_by}, seed {seed})", file=out)
+    _print_lines(discovery.warnings, "warning", out)
     return 0
 
 
@@ -573,7 +533,10 @@ def add_brats_labels_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input_folder", metavar="IN_FOLDER", type=Path,
                         help="nnU-Net predictions (.nii.gz, labels 0-3 of Dataset502_BraTS23)")
     parser.add_argument("output_folder", metavar="OUT_FOLDER", type=Path,
-                        help="where to write the same files with BraTS labels (must differ from IN_FOLDER)")
+                        help="where to write the same files with BraTS labels (must differ from IN_FOLDER; "
+                             "written all at once: nothing appears there unless every file converts)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing non-empty OUT_FOLDER (swapped in only once complete)")
     parser.add_argument("-j", "--num-workers", type=_positive_int, default=default_workers(),
                         help="worker processes (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -585,12 +548,23 @@ def load_definition(key: str) -> DatasetDefinition:
 
 
 def report_errors(func: Callable[[], int]) -> int:
-    """Run ``func``; print a :class:`ConversionError` as ``error: ...`` and return 1 instead."""
+    """Run ``func`` with SIGTERM raising; print errors in one message and return an exit code.
+
+    A :class:`ConversionError` or :class:`OSError` prints ``error: ...`` and gives 1; Ctrl-C and
+    SIGTERM (after the ``with`` blocks have removed their temporary folders) print one line and give
+    130 / 143.
+    """
     try:
-        return func()
+        with termination_raises():
+            return func()
     except ConversionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"error: {os_error_message(exc)}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, Terminated) as exc:
+        return interruption_exit(exc, "error", "; stopped before completion, nothing was written")
 
 
 def run_from_args(definition: DatasetDefinition, args: argparse.Namespace) -> int:

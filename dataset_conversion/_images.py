@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 from dataset_conversion._common import Case, CaseResult, ConversionError
+from nnunet_deconver.errors import describe_os_error, os_error_message
 
 #: Spacing (mm), origin (mm) and direction cosines of two volumes may differ by this much.
 GRID_TOLERANCE = 1e-3
@@ -28,52 +29,81 @@ GRID_TOLERANCE = 1e-3
 # --------------------------------------------------------------------------------------------
 
 
-def _expected_nifti_bytes(header: bytes) -> int | None:
-    """Bytes a single-file NIfTI-1/2 must hold (header, extensions, voxels); None if unknown."""
+#: NIfTI datatype code -> NumPy float type (the types that can hold NaN or infinity).
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def _nifti_layout(header: bytes) -> tuple[int, int, np.dtype | None] | None:
+    """(bytes the file must hold, byte offset of the voxels, their dtype if floating point) of a
+    single-file NIfTI-1/2 header; None if ``header`` is not one."""
     for endian in "<>":
         sizeof_hdr = struct.unpack(endian + "i", header[:4])[0] if len(header) >= 4 else 0
         if sizeof_hdr == 348 and len(header) >= 348 and header[344:347] == b"n+1":
             dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
             offset = int(struct.unpack(endian + "f", header[108:112])[0])
         elif sizeof_hdr == 540 and len(header) >= 540 and header[4:7] == b"n+2":
             dims = struct.unpack(endian + "8q", header[16:80])
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
             offset = struct.unpack(endian + "q", header[168:176])[0]
         else:
             continue
         n_dims = min(max(int(dims[0]), 0), 7)
         voxels = int(np.prod([max(int(d), 1) for d in dims[1:1 + n_dims]], dtype=np.int64))
-        return max(int(offset), sizeof_hdr) + voxels * max(int(bitpix), 0) // 8
+        offset = max(int(offset), sizeof_hdr)
+        dtype = np.dtype(endian + _NIFTI_FLOATS[datatype]) if datatype in _NIFTI_FLOATS else None
+        return offset + voxels * max(int(bitpix), 0) // 8, offset, dtype
     return None
 
 
-def nifti_completeness_problem(path: Path) -> str | None:
-    """Why a NIfTI file is damaged or truncated, or None.
+def scan_nifti(path: Path) -> tuple[str | None, int, int]:
+    """(why the file is damaged or truncated or None, number of NaN voxels, of infinite voxels).
 
-    ITK reads a truncated ``.nii.gz`` without complaint (the missing voxels come out as zeros), so
-    the whole gzip stream is decompressed and its length compared with what the header announces.
+    ITK reads a truncated ``.nii.gz`` without complaint (the missing voxels come out as zeros) and
+    turns NaN and infinite voxels into zeros, so the whole stream is decompressed here: its length
+    is compared with what the header announces and floating-point voxels are checked.
     """
     opener = gzip.open if path.name.endswith(".gz") else open
+    counts = [0, 0]
     try:
         with opener(path, "rb") as handle:
             header = handle.read(540)
-            size = len(header)
-            while chunk := handle.read(1 << 22):
+            layout = _nifti_layout(header)
+            size, pending, chunk = 0, b"", header
+            while chunk:
+                if layout is not None and layout[2] is not None:
+                    end, offset, dtype = layout
+                    pending += chunk[max(0, offset - size):max(0, end - size)]
+                    usable = len(pending) // dtype.itemsize * dtype.itemsize
+                    values = np.frombuffer(pending[:usable], dtype)
+                    counts[0] += int(np.isnan(values).sum())
+                    counts[1] += int(np.isinf(values).sum())
+                    pending = pending[usable:]
                 size += len(chunk)
+                chunk = handle.read(1 << 22)
     except (OSError, EOFError, zlib.error) as exc:
-        return f"damaged or truncated file ({exc})"
-    expected = _expected_nifti_bytes(header)
-    if expected is not None and size < expected:
-        return f"truncated file: {size} bytes, the NIfTI header announces {expected}"
-    return None
+        if isinstance(exc, OSError) and exc.errno is not None:  # the system refused: not the file's fault
+            return os_error_message(exc, "read", path).replace(f"cannot read {path}: ", "", 1), 0, 0
+        return f"damaged or truncated file ({exc})", 0, 0
+    if layout is not None and size < layout[0]:
+        return f"truncated file: {size} bytes, the NIfTI header announces {layout[0]}", 0, 0
+    return None, counts[0], counts[1]
+
+
+def nifti_completeness_problem(path: Path) -> str | None:
+    """Why a NIfTI file is damaged or truncated, or None (see :func:`scan_nifti`)."""
+    return scan_nifti(path)[0]
 
 
 def read_volume(path: Path, what: str, case_id: str) -> sitk.Image:
-    """Read a 3D scalar volume; :class:`ConversionError` if it is unreadable, truncated or not 3D."""
-    problem = nifti_completeness_problem(path)
+    """Read a 3D scalar volume; :class:`ConversionError` if it is unreadable, truncated, holds NaN or
+    infinite voxels or is not 3D."""
+    problem, n_nan, n_inf = scan_nifti(path)
     if problem is not None:
         raise ConversionError(f"{case_id}: cannot read the {what} file {path}: {problem}")
+    if n_nan or n_inf:
+        raise ConversionError(f"{case_id}: the {what} file {path} holds {n_nan} NaN and {n_inf} infinite voxel(s); "
+                              f"only finite values are accepted (readers differ in what they make of the others)")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -84,6 +114,15 @@ def read_volume(path: Path, what: str, case_id: str) -> sitk.Image:
         raise ConversionError(f"{case_id}: the {what} file {path} is not a 3D scalar volume "
                               f"(size {image.GetSize()}, {image.GetNumberOfComponentsPerPixel()} component(s))")
     return image
+
+
+def _write_image(image: sitk.Image, path: Path) -> None:
+    """``sitk.WriteImage`` with its RuntimeError (disk full, permission) as :class:`ConversionError`."""
+    try:
+        sitk.WriteImage(image, str(path), True)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ConversionError(f"cannot write {path}: {lines[-1] if lines else exc}") from None
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -161,10 +200,10 @@ def write_volume_case(case: Case, images: Sequence[sitk.Image], label: np.ndarra
             continue
         image = sitk.Image(image)
         image.CopyInformation(reference)
-        sitk.WriteImage(image, str(target), True)
+        _write_image(image, target)
     label_image = sitk.GetImageFromArray(label.astype(np.uint8))
     label_image.CopyInformation(reference)
-    sitk.WriteImage(label_image, str(out_folder / "labelsTr" / f"{case.case_id}.nii.gz"), True)
+    _write_image(label_image, out_folder / "labelsTr" / f"{case.case_id}.nii.gz")
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +221,8 @@ def _read_2d(path: Path, what: str, case_id: str) -> tuple[np.ndarray, str]:
                 mode = "RGB"
             array = np.asarray(image)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ConversionError(f"{case_id}: cannot read the {what} file {path}: {exc}") from None
+        reason = describe_os_error(exc) if isinstance(exc, OSError) and exc.errno is not None else exc
+        raise ConversionError(f"{case_id}: cannot read the {what} file {path}: {reason}") from None
     return array, mode
 
 

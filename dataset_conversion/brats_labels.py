@@ -29,6 +29,8 @@ import numpy as np
 
 from dataset_conversion._common import (ConversionError, add_brats_labels_arguments, format_problems,
                                         parallel_map, report_errors)
+from nnunet_deconver.errors import os_error_message, path_problem
+from dataset_conversion._output import atomic_output_folder, overlap_problem
 
 #: BraTS'23 label -> Dataset502 label.
 BRATS_TO_NNUNET: dict[int, int] = {0: 0, 1: 2, 2: 1, 3: 3}
@@ -82,43 +84,74 @@ def convert_prediction_file(pair: tuple[Path, Path]) -> str | None:
         return f"{source}: {exc}"
     result = sitk.GetImageFromArray(brats)
     result.CopyInformation(image)
-    sitk.WriteImage(result, str(target), True)
+    try:
+        sitk.WriteImage(result, str(target), True)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return f"{source}: cannot write {target}: {lines[-1] if lines else exc}"
     return None
 
 
+def _prediction_files(source_dir: Path) -> list[Path]:
+    """The visible ``*.nii.gz`` files of ``source_dir``; :class:`ConversionError` for what is unusable."""
+    problem = path_problem(source_dir, "folder")
+    if problem:
+        raise ConversionError(f"input folder: {problem}")
+    try:
+        entries = sorted(p for p in source_dir.iterdir() if p.name.endswith(".nii.gz") and not p.name.startswith("."))
+    except OSError as exc:
+        raise ConversionError(os_error_message(exc, "list the input folder", source_dir)) from None
+    problems = [problem for problem in (path_problem(p, "file") for p in entries) if problem]
+    if problems:
+        raise ConversionError(format_problems(problems, f"{len(problems)} input(s) cannot be read; nothing was "
+                                                        f"written:"))
+    if not entries:
+        raise ConversionError(f"no .nii.gz predictions in {source_dir}")
+    return entries
+
+
 def convert_prediction_folder(input_folder: str | Path, output_folder: str | Path, num_workers: int = 1,
-                              progress: bool = True) -> list[Path]:
+                              progress: bool = True, overwrite: bool = False,
+                              notes: list[str] | None = None) -> list[Path]:
     """Convert every ``*.nii.gz`` prediction in ``input_folder`` to BraTS labels in ``output_folder``.
 
     File names are kept (nnU-Net names predictions by case, i.e. ``BraTS-GLI-XXXXX-YYY.nii.gz``).
-    Raises :class:`ConversionError` for a missing or empty input folder, an output folder equal to
-    the input folder (converting twice would swap labels 1 and 2 back) and files that are unreadable
-    or hold values other than 0-3. Returns the written files.
+    All or nothing, like a conversion: the files are written into a hidden temporary folder beside
+    ``output_folder``, which is moved into place only when every file was converted. Raises
+    :class:`ConversionError` (nothing written) for a missing or empty input folder, an output folder
+    equal to, inside or holding the input folder (converting twice would swap labels 1 and 2 back),
+    an existing non-empty output folder without ``overwrite``, and files that are unreadable or
+    hold values other than 0-3. Returns the files written; ``notes`` collects remarks for the user.
     """
     source_dir, target_dir = Path(input_folder), Path(output_folder)
-    if not source_dir.is_dir():
-        raise ConversionError(f"input folder {source_dir} does not exist")
     if target_dir.exists() and target_dir.resolve() == source_dir.resolve():
         raise ConversionError(f"output folder {target_dir} is the input folder; choose another one "
                               f"(converting in place twice would swap labels 1 and 2 back)")
-    sources = sorted(p for p in source_dir.iterdir() if p.is_file() and p.name.endswith(".nii.gz")
-                     and not p.name.startswith("."))
-    if not sources:
-        raise ConversionError(f"no .nii.gz predictions in {source_dir}")
-    target_dir.mkdir(parents=True, exist_ok=True)
-    pairs = [(p, target_dir / p.name) for p in sources]
-    problems = [p for p in parallel_map(convert_prediction_file, pairs, num_workers, "BraTS labels", progress) if p]
-    if problems:
-        raise ConversionError(format_problems(problems, f"{len(problems)} prediction(s) could not be converted:"))
-    return [target for _, target in pairs]
+    overlap = overlap_problem(source_dir, target_dir, "input folder", "output folder")
+    if overlap:
+        raise ConversionError(overlap)
+    sources = _prediction_files(source_dir)
+    with atomic_output_folder(target_dir, overwrite, allow_empty=True, notes=notes) as tmp:
+        pairs = [(p, tmp / p.name) for p in sources]
+        problems = [p for p in parallel_map(convert_prediction_file, pairs, num_workers, "BraTS labels", progress)
+                    if p]
+        if problems:
+            raise ConversionError(format_problems(problems, f"{len(problems)} prediction(s) could not be "
+                                                            f"converted; nothing was written:"))
+    return [target_dir / p.name for p in sources]
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """``nnunet-deconver brats-labels``: errors are printed, not raised."""
 
     def run() -> int:
-        written = convert_prediction_folder(args.input_folder, args.output_folder, args.num_workers,
-                                            not args.no_progress)
+        notes: list[str] = []
+        try:
+            written = convert_prediction_folder(args.input_folder, args.output_folder, args.num_workers,
+                                                not args.no_progress, args.overwrite, notes)
+        finally:
+            for note in notes:
+                print(f"note: {note}")
         print(f"wrote {len(written)} file(s) with BraTS labels (0 background, 1 NCR, 2 SNFH, 3 ET) "
               f"to {args.output_folder}")
         return 0

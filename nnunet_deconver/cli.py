@@ -12,6 +12,8 @@ import sys
 from typing import Sequence
 
 from nnunet_deconver import __version__
+from nnunet_deconver.errors import os_error_message
+from nnunet_deconver.signals import Terminated, interruption_exit, termination_raises
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run one subcommand; return its exit code.
+
+    Whatever the subcommand, Ctrl-C and SIGTERM end in one line and exit code 130 / 143, and an
+    operating-system error that the subcommand did not report itself in one ``error:`` line naming
+    the file (exit code 1), never in a traceback.
+    """
+    try:
+        with termination_raises():
+            args = build_parser().parse_args(argv)
+            return int(args.func(args) or 0)
+    except (KeyboardInterrupt, Terminated) as exc:
+        return interruption_exit(exc, "nnunet-deconver")
+    except OSError as exc:
+        print(f"nnunet-deconver: error: {os_error_message(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from dataset_conversion import _common, cli
-from dataset_conversion._common import (ConversionError, atomic_output_folder, quantile_strata, stratified_kfold)
+from dataset_conversion._common import ConversionError, quantile_strata, stratified_kfold
+from dataset_conversion._output import atomic_output_folder
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -82,7 +82,7 @@ def test_rerun_is_byte_identical_and_seed_changes_split(tmp_path, nnunet_env):
     check_splits(root / NAME, load_json(root / NAME / "case_metadata.json")["cases"])
 
 
-def test_interrupted_run_keeps_previous_data_set(tmp_path, nnunet_env, monkeypatch):
+def test_interrupted_run_keeps_previous_data_set(tmp_path, nnunet_env, monkeypatch, capsys):
     raw = tmp_path / "fives"
     make_fives(raw)
     root = Path(nnunet_env["nnUNet_raw"])
@@ -93,8 +93,10 @@ def test_interrupted_run_keeps_previous_data_set(tmp_path, nnunet_env, monkeypat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(_common, "write_dataset_files", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        main([str(raw), "-j", "1", "--no-progress", "--overwrite", "--seed", "1"])
+    capsys.readouterr()
+    assert main([str(raw), "-j", "1", "--no-progress", "--overwrite", "--seed", "1"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted (Ctrl-C, SIGINT)" in err and "Traceback" not in err
     assert snapshot(root) == before
     assert [p.name for p in root.iterdir()] == [NAME]
 

@@ -166,6 +166,14 @@ def test_instance_values_become_one(tmp_path, nnunet_env):
     label = read_2d(Path(nnunet_env["nnUNet_raw"]) / NAME / "labelsTr" / "train_1.png")
     assert set(np.unique(label).tolist()) == {0, 1}
     np.testing.assert_array_equal(label == 1, source.stored_label > 0)
+    # the instance map is kept: glands numbered 1..n in the order of their stored value (7, 14, ...)
+    kept = read_2d(Path(nnunet_env["nnUNet_raw"]) / NAME / "instancesTr" / "train_1.png")
+    expected = np.zeros_like(kept)
+    for rank, value in enumerate(sorted(set(np.unique(source.stored_label).tolist()) - {0}), start=1):
+        expected[source.stored_label == value] = rank
+    np.testing.assert_array_equal(kept, expected)
+    metadata = load_json(Path(nnunet_env["nnUNet_raw"]) / NAME / "case_metadata.json")
+    assert metadata["cases"]["train_1"]["instances"] == "instancesTr/train_1.png"
 
 
 def test_colour_coded_instance_map(tmp_path, nnunet_env):
@@ -179,6 +187,10 @@ def test_colour_coded_instance_map(tmp_path, nnunet_env):
     assert main([str(raw), "-j", "1", "--no-progress"]) == 0
     label = read_2d(Path(nnunet_env["nnUNet_raw"]) / NAME / "labelsTr" / "testB_3.png")
     np.testing.assert_array_equal(label, (instances > 0).astype(np.uint8))
+    # two colours -> two instances: (0, 0, 5) packs to 5, (200, 30, 0) to a larger number
+    kept = read_2d(Path(nnunet_env["nnUNet_raw"]) / NAME / "instancesTr" / "testB_3.png")
+    expected = np.where(instances == instances.max(), 1, np.where(instances > 0, 2, 0))
+    np.testing.assert_array_equal(kept, expected)
 
 
 def test_command_line_error_exits_without_traceback(tmp_path, nnunet_env):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from _unprivileged import permission_checked
 from test_evaluation_report import TRAINER, CONFIG, build_tree
 
 from nnunet_deconver.cli import main as cli_main
@@ -25,7 +26,6 @@ from nnunet_deconver.cli import main as cli_main
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (6, 8, 10)  # array axes (z, y, x)
 LABELS = {"background": 0, "lesion": 1}
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _nifti(arr, path: Path, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0)) -> Path:
@@ -100,12 +100,21 @@ def test_not_an_image(good, capsys):
     assert f"cannot read prediction {good['pred'] / 'c1.nii.gz'}: not a NIfTI file" in err
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root reads files without read permission")
-def test_unreadable_prediction_is_permission_denied(good, capsys):
+def _run_permission_checked(g: dict) -> str:
+    """The command in a process to which permission bits apply (also as root); returns stderr."""
+    cmd = permission_checked([sys.executable, "-m", "nnunet_deconver", "evaluate-folders", str(g["pred"]),
+                              str(g["ref"]), "-djfile", str(g["dj"]), "-o", str(g["out"]), "-j", "1"])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert not (Path(g["out"]) / "summary.json").exists()
+    return proc.stderr
+
+
+def test_unreadable_prediction_is_permission_denied(good):
     target = good["pred"] / "c1.nii.gz"
     target.chmod(0)
     try:
-        err = _run(good, capsys)
+        err = _run_permission_checked(good)
     finally:
         target.chmod(0o644)
     assert f"cannot read prediction {target}: permission denied" in err
@@ -211,12 +220,11 @@ def test_output_below_a_file(good, capsys):
     assert f"output folder {good['out']} is not writable: a part of the path is a file" in err
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root writes into read-only folders")
-def test_read_only_output(good, capsys):
+def test_read_only_output(good):
     good["out"].mkdir()
     good["out"].chmod(0o555)
     try:
-        err = _run(good, capsys)
+        err = _run_permission_checked(good)
     finally:
         good["out"].chmod(0o755)
     assert f"output folder {good['out']} is not writable: permission denied" in err

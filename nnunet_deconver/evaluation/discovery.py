@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from nnunet_deconver.evaluation.files import EvaluationError, load_json_file, os_problem, warn
+from nnunet_deconver.errors import describe_os_error
+from nnunet_deconver.evaluation.files import EvaluationError, load_json_file, warn
 
 __all__ = ["Inventory", "case_files", "short_list", "read_splits", "crossval_inventory",
            "folders_inventory", "warn_inventory"]
@@ -56,7 +57,7 @@ def case_files(folder: str, file_ending: str, what: str) -> dict[str, str]:
         names = subfiles(folder, join=False, suffix=file_ending, sort=True)
         others = [n for n in os.listdir(folder) if n.endswith(file_ending) and n not in names]
     except OSError as e:
-        raise EvaluationError(f"cannot read {what} {folder}: {os_problem(e)}") from None
+        raise EvaluationError(f"cannot read {what} {folder}: {describe_os_error(e)}") from None
     for n in sorted(others):  # named like a case but not a file: say so rather than "missing"
         path = os.path.join(folder, n)
         kind = "a folder" if os.path.isdir(path) else "a broken or looping symbolic link" \

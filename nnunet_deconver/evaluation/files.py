@@ -7,13 +7,14 @@ valid JSON, ...); the command line prints it as one line, without a traceback.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sys
 from typing import Any
 
-__all__ = ["EvaluationError", "warn", "os_problem", "load_json_file", "require_folder",
+from nnunet_deconver.errors import describe_os_error
+
+__all__ = ["EvaluationError", "warn", "load_json_file", "require_folder",
            "check_output_folder"]
 
 
@@ -23,27 +24,6 @@ class EvaluationError(RuntimeError):
 
 def warn(message: str) -> None:
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
-
-
-def os_problem(exc: OSError) -> str:
-    """What an operating-system error means, in a few words."""
-    if isinstance(exc, FileNotFoundError):
-        return "no such file or folder"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, IsADirectoryError):
-        return "is a folder, not a file"
-    if isinstance(exc, NotADirectoryError):
-        return "a part of the path is a file, not a folder"
-    if exc.errno == errno.ELOOP:
-        return "symbolic link loop"
-    if exc.errno == errno.ENOSPC:
-        return "no space left on the device"
-    if exc.errno == errno.EROFS:
-        return "read-only file system"
-    if exc.errno is None:  # raised by a library (e.g. an image decoder), not by the system
-        return f"damaged or unreadable file ({exc})"
-    return exc.strerror or str(exc)
 
 
 def load_json_file(path: str, what: str) -> Any:
@@ -57,7 +37,7 @@ def load_json_file(path: str, what: str) -> Any:
     try:
         return load_json(path)
     except OSError as e:
-        raise EvaluationError(f"cannot read {what} {path}: {os_problem(e)}") from None
+        raise EvaluationError(f"cannot read {what} {path}: {describe_os_error(e)}") from None
     except UnicodeDecodeError as e:
         raise EvaluationError(f"{what} {path} is not UTF-8 text ({e.reason})") from None
     except json.JSONDecodeError as e:
@@ -76,7 +56,7 @@ def require_folder(path: str, what: str) -> None:
     try:
         os.listdir(path)
     except OSError as e:
-        raise EvaluationError(f"cannot read {what} {path}: {os_problem(e)}") from None
+        raise EvaluationError(f"cannot read {what} {path}: {describe_os_error(e)}") from None
 
 
 def check_output_folder(path: str) -> None:
@@ -93,4 +73,4 @@ def check_output_folder(path: str) -> None:
             pass
         os.remove(probe)
     except OSError as e:
-        raise EvaluationError(f"output folder {path} is not writable: {os_problem(e)}") from None
+        raise EvaluationError(f"output folder {path} is not writable: {describe_os_error(e)}") from None

@@ -13,7 +13,8 @@ import os
 from typing import Any, Sequence
 
 from nnunet_deconver.evaluation.case import TargetResult
-from nnunet_deconver.evaluation.files import EvaluationError, os_problem
+from nnunet_deconver.errors import describe_os_error
+from nnunet_deconver.evaluation.files import EvaluationError
 
 __all__ = ["SUMMARY_JSON", "PER_CASE_CSV", "TABLE_MD", "csv_fields", "result_row", "write_outputs"]
 
@@ -89,7 +90,7 @@ def write_outputs(summary: dict, rows: list[dict[str, Any]], output_folder: str)
         for k in paths:
             os.replace(tmp[k], paths[k])
     except OSError as e:
-        raise EvaluationError(f"cannot write the results into {output_folder}: {os_problem(e)}") from None
+        raise EvaluationError(f"cannot write the results into {output_folder}: {describe_os_error(e)}") from None
     finally:
         for t in tmp.values():
             if os.path.exists(t):

@@ -21,7 +21,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from nnunet_deconver.evaluation.files import EvaluationError, os_problem
+from nnunet_deconver.errors import describe_os_error
+from nnunet_deconver.evaluation.files import EvaluationError
 
 __all__ = ["GRID_TOLERANCE", "Segmentation", "read_segmentation", "compare_geometry"]
 
@@ -51,11 +52,11 @@ def _nifti_problem(path: str) -> str | None:
             with open(path, "rb") as f:
                 raw = f.read()
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-        return os_problem(e)
+        return describe_os_error(e)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         return f"damaged or truncated compressed file ({e})"
     except OSError as e:
-        return os_problem(e)
+        return describe_os_error(e)
     header_class = None
     for cls, size in ((nibabel.Nifti1Header, 348), (nibabel.Nifti2Header, 540)):
         for order in ("<", ">"):
@@ -122,7 +123,7 @@ def read_segmentation(reader: Any, path: str, allowed: frozenset[int], what: str
     try:
         seg, props = reader.read_seg(path)
     except OSError as e:
-        raise EvaluationError(f"cannot read {what} {path}: {os_problem(e)}") from None
+        raise EvaluationError(f"cannot read {what} {path}: {describe_os_error(e)}") from None
     except Exception as e:  # noqa: BLE001 - readers raise anything; re-raised naming the file
         raise EvaluationError(f"cannot read {what} {path}: unreadable image ({_last_line(e)})") from None
     if seg.ndim != 4 or seg.shape[0] != 1:

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from nnunet_deconver.errors import os_error_message, path_problem
 from nnunet_deconver.network.presets import get_preset, paper_widths
 
 #: plans identifier of the files :func:`write_preset_plans` writes (``-p nnUNetDeconverPlans``)
@@ -28,6 +29,9 @@ def deconver_arguments(
     ratio: int = 4,
     groups: int | None = None,
     mlp_ratio: int = 4,
+    norm_affine: bool = False,
+    eps: float = 1e-8,
+    iterations: int = 1,
     deep_supervision: bool = True,
 ) -> dict:
     """Keyword arguments of :class:`~nnunet_deconver.network.Deconver` for an nnU-Net configuration.
@@ -50,12 +54,43 @@ def deconver_arguments(
         ratio=ratio,
         groups=groups,
         mlp_ratio=mlp_ratio,
+        norm_affine=norm_affine,
+        eps=eps,
+        iterations=iterations,
         deep_supervision=deep_supervision,
     )
 
 
 class PresetPlansError(RuntimeError):
     """The preset plans cannot be written for this data set (message says why)."""
+
+
+def _read_plans(source: Path, rerun: str) -> tuple[dict, dict]:
+    """``(plans, plans["configurations"])`` of an nnU-Net plans file; :class:`PresetPlansError`
+    naming the file when it cannot be read, is not JSON or not shaped like nnU-Net's plans."""
+    problem = path_problem(source, "file")
+    if problem and not source.exists() and not source.is_symlink():
+        raise PresetPlansError(f"{source} does not exist: the data set has not been planned yet. {rerun}")
+    if problem:
+        raise PresetPlansError(f"cannot read the plans: {problem}")
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as e:
+        raise PresetPlansError(os_error_message(e, "read the plans file", source)) from None
+    except UnicodeDecodeError:
+        raise PresetPlansError(f"{source} is not a text file (damaged?). {rerun}") from None
+    if not text.strip():
+        raise PresetPlansError(f"{source} is empty. {rerun}")
+    try:
+        plans = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PresetPlansError(f"{source} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}). "
+                               f"{rerun}") from None
+    configurations = plans.get("configurations") if isinstance(plans, dict) else None
+    if not isinstance(configurations, dict) or not all(isinstance(c, dict) for c in configurations.values()):
+        raise PresetPlansError(f"{source} is not an nnU-Net plans file: expected a JSON object whose "
+                               f"'configurations' maps names to objects. {rerun}")
+    return plans, configurations
 
 
 def write_preset_plans(
@@ -81,13 +116,8 @@ def write_preset_plans(
         raise PresetPlansError(f"{e}\nRun nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first.") from None
     folder = Path(nnUNet_preprocessed.require()) / dataset_name
     source = folder / f"{source_plans}.json"
-    if not source.is_file():
-        raise PresetPlansError(
-            f"{source} does not exist: data set {dataset_name} has not been planned yet. "
-            f"Run nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first."
-        )
-    plans = json.loads(source.read_text())
-    configurations = plans["configurations"]
+    rerun = f"Run nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first."
+    plans, configurations = _read_plans(source, rerun)
     data_is_3d = "3d_fullres" in configurations
     config_name = "3d_fullres" if p.spatial_dims == 3 else "2d"
     if (p.spatial_dims == 3) != data_is_3d or config_name not in configurations:
@@ -99,23 +129,31 @@ def write_preset_plans(
     config = copy.deepcopy(configurations[config_name])
     if "inherits_from" in config:
         raise PresetPlansError(f"configuration {config_name} of {source} inherits from another; expected a full one")
-    arch = config["architecture"]["arch_kwargs"]
     n = p.levels
-    arch["n_stages"] = n
-    arch["features_per_stage"] = p.features_per_stage
-    arch["strides"] = [[s] * p.spatial_dims for s in p.strides]
-    arch["kernel_sizes"] = [[3] * p.spatial_dims for _ in range(n)]
-    for key in ("n_conv_per_stage", "n_blocks_per_stage"):
-        if key in arch:
-            arch[key] = [arch[key][0]] * n
-    if "n_conv_per_stage_decoder" in arch:
-        arch["n_conv_per_stage_decoder"] = [arch["n_conv_per_stage_decoder"][0]] * (n - 1)
+    try:
+        arch = config["architecture"]["arch_kwargs"]
+        arch["n_stages"] = n
+        arch["features_per_stage"] = p.features_per_stage
+        arch["strides"] = [[s] * p.spatial_dims for s in p.strides]
+        arch["kernel_sizes"] = [[3] * p.spatial_dims for _ in range(n)]
+        for key in ("n_conv_per_stage", "n_blocks_per_stage"):
+            if key in arch:
+                arch[key] = [arch[key][0]] * n
+        if "n_conv_per_stage_decoder" in arch:
+            arch["n_conv_per_stage_decoder"] = [arch["n_conv_per_stage_decoder"][0]] * (n - 1)
+    except (KeyError, TypeError, IndexError) as e:
+        raise PresetPlansError(f"configuration {config_name} of {source} is malformed: no usable "
+                               f"architecture.arch_kwargs ({type(e).__name__}: {e})") from None
     config["patch_size"] = list(p.patch_size)
     config["batch_size"] = p.batch_size
     plans["plans_name"] = plans_identifier
     plans["configurations"] = {config_name: config}
     target = folder / f"{plans_identifier}.json"
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(plans, indent=4, sort_keys=False))
-    os.replace(tmp, target)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(plans, indent=4, sort_keys=False))
+        os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise PresetPlansError(os_error_message(e, "write", target)) from None
     return target
