@@ -460,6 +460,20 @@ NUM_CLASSES = 2
 NETWORKS = ("deconver", "plainconvunet")
 
 
+def select_ndc_backend(name: str | None) -> None:
+    """Force the NDC backend of this worker (``NNUNET_DECONVER_NDC_BACKEND``; None: leave it) and
+    check that it is the one that runs (the C++ kernels build here on first use, before timing)."""
+    if name is None:
+        return
+    import torch
+
+    from nnunet_deconver.ndc.backends import BACKEND_ENV, backend_for
+
+    os.environ[BACKEND_ENV] = name
+    if backend_for(torch.device("cpu")).name != name:
+        raise RuntimeError(f"the NDC backend {name!r} is not available in this worker")
+
+
 def build_network(name: str, deep_supervision: bool, checkpoint_levels: Sequence[int] = ()):
     """A network of the comparison, 3D, 2 input channels, 2 outputs.
 

@@ -5,7 +5,9 @@ P^3, tile step 0.5, Gaussian weighting on, no mirroring, on CPU; networks in eva
 supervision off and 2 outputs (Deconver ISLES'22 preset; PlainConvUNet as nnU-Net's default plans
 build it for a 64^3 patch). No trained model folder is needed: the predictor gets the network, a
 ConfigurationManager holding the patch size and a LabelManager with two labels, which is all this
-method reads. Reported: seconds per volume (median after a warm-up on a one-tile volume) and peak
+method reads. Deconver runs with the NDC update on each CPU backend (``cpp``: fused C++ kernels;
+``torch``: PyTorch's convolutions; ``NNUNET_DECONVER_NDC_BACKEND``). Reported: seconds per volume
+(median after a warm-up on a one-tile volume) and peak
 memory growth of one volume (fresh processes, see ``_measure.py``).
 
 Run from the repository root::
@@ -18,8 +20,11 @@ from __future__ import annotations
 
 import argparse
 
-from _measure import INPUT_CHANNELS, NETWORKS, Case, Session, base_parser, bench_main, build_network, fmt_mb, \
-    fmt_ratio, fmt_s, markdown_table, measure, network_label
+from _measure import INPUT_CHANNELS, Case, Session, base_parser, bench_main, build_network, fmt_mb, fmt_ratio, \
+    fmt_s, markdown_table, measure, network_label, select_ndc_backend
+
+#: (network, NDC backend) of each row
+ROWS = (("deconver", "cpp"), ("deconver", "torch"), ("plainconvunet", None))
 
 
 def make_predictor(network, patch: list[int], tile_step: float):
@@ -47,6 +52,7 @@ def build_case(spec: dict) -> Case:
 
     from nnunet_deconver.network.stats import count_parameters
 
+    select_ndc_backend(spec.get("backend"))
     network = build_network(spec["network"], deep_supervision=False).eval()
     patch = [spec["patch"]] * 3
     predictor = make_predictor(network, patch, spec["tile_step"])
@@ -75,15 +81,17 @@ def report(args: argparse.Namespace, session: Session) -> str:
     size = args.size or (48 if args.quick else 128)
     patch = args.patch or (32 if args.quick else 64)
     results = {
-        network: measure(__file__, {"network": network, "size": size, "patch": patch, "tile_step": args.tile_step},
-                         session.settings, network_label(network))
-        for network in NETWORKS
+        (network, backend): measure(
+            __file__, {"network": network, "size": size, "patch": patch, "tile_step": args.tile_step,
+                       "backend": backend},
+            session.settings, row_label(network, backend))
+        for network, backend in ROWS
     }
-    plain = results["plainconvunet"]
+    plain = results[("plainconvunet", None)]
     rows = [
-        [network_label(network), m.info.get("tiles", "n/a"), fmt_s(m.median("volume")), fmt_mb(m.growth_mb),
+        [row_label(*key), m.info.get("tiles", "n/a"), fmt_s(m.median("volume")), fmt_mb(m.growth_mb),
          fmt_ratio(m.median("volume"), plain.median("volume")), fmt_ratio(m.growth_mb, plain.growth_mb)]
-        for network, m in results.items()
+        for key, m in results.items()
     ]
     intro = [
         f"nnU-Net's `nnUNetPredictor.predict_sliding_window_return_logits` on a {size}^3 two-channel volume, "
@@ -98,6 +106,11 @@ def report(args: argparse.Namespace, session: Session) -> str:
         f"weight sums: {6 * size ** 3 / 2 ** 20:.0f} MB).",
     ]
     return session.section("Sliding-window inference: Deconver vs nnU-Net's U-Net", intro, body)
+
+
+def row_label(network: str, backend: str | None) -> str:
+    """E.g. "Deconver ISLES'22, NDC cpp"."""
+    return network_label(network) + (f", NDC {backend}" if backend else "")
 
 
 def parser() -> argparse.ArgumentParser:

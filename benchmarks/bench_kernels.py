@@ -11,9 +11,20 @@ with E = R * C sources, groups = C:
   channels-last; x repeated R times per channel, then a depthwise convolution.
 - NDC filter gradient ``d<A(s), x>/dV``: grouped ``convolution_backward``, contiguous and
   channels-last; the depthwise one with x repeated.
+- The whole NDC update, forward and backward (all three gradients): the ``torch`` backend
+  (PyTorch's convolutions) and the ``cpp`` backend (the fused C++ kernels, two passes each way).
+  A second table sets the fused kernels against the copy: the least memory traffic each must
+  make (forward: read s twice, x and y, write y and the output, 3 E + 3 C values per voxel;
+  backward: 6 E + 5 C), divided by its time, as a share of the copy's bandwidth, and the rate of
+  its multiply-adds (3 K E per voxel forward, 8 K E backward, K = k^dims, groups = C).
 - MLP forward + backward (pointwise C -> 4C, GELU, 4C -> C): Conv 1x1 contiguous, channels-last,
   and ``nn.Linear`` on a channels-last (B, *S, C) view.
 - Instance norm forward + backward: contiguous and channels-last.
+- One Deconver block forward + backward (C channels, k, R = 4, MLP ratio 4, NDC on the ``cpp``
+  backend): the pointwise convolutions as channels-last matrix products inside the mixer and the
+  MLP, norms and residual stream contiguous (what ``network/blocks.py`` does); the same block
+  with the pointwise work as 1x1 convolutions in the contiguous layout; the whole block
+  channels-last with instance norm written from ``var_mean`` (no layout change anywhere).
 - One pass over a (B, E, *S) tensor: a copy into an existing buffer, ReLU in place, ReLU into a
   new tensor: what allocating a fresh large tensor costs under the chosen ``--allocator``.
 
@@ -45,11 +56,12 @@ def _fastest(fn: Callable[[], object], reps: int) -> tuple[float, object]:
     return best, out
 
 
-def groups_of_variants(batch: int, channels: int, ratio: int, kernel: int, size: tuple[int, ...]):
+def groups_of_variants(batch: int, channels: int, ratio: int, kernel: int, size: tuple[int, ...]):  # noqa: C901
     """``{group: [(variant, fn), ...]}``; every fn returns the tensor compared within its group."""
     import torch
     from torch import nn
 
+    from nnunet_deconver.ndc.backends import cpp, torch_ops
     from nnunet_deconver.ndc.ops import analysis, synthesis, synthesis_weight_grad
 
     dims = len(size)
@@ -109,7 +121,24 @@ def groups_of_variants(batch: int, channels: int, ratio: int, kernel: int, size:
 
         return run
 
+    upstream = torch.randn(s.shape).contiguous(memory_format=last)
+    y_cl = synthesis(s_cl, weight, channels)
+
+    def backward(module):
+        return lambda: module.backward(upstream, x_cl, s_cl, weight, y_cl, channels, 1e-8, False, True, True, True)[1]
+
+    if not cpp.is_available():
+        raise RuntimeError("the C++ NDC kernels did not build")
     return {
+        "Deconver block forward + backward": block_variants(x, kernel),
+        "NDC update forward": [
+            ("torch backend", lambda: torch_ops.forward(x_cl, s_cl, weight, channels, 1e-8, False)[0]),
+            ("cpp backend (fused)", lambda: cpp.forward(x_cl, s_cl, weight, channels, 1e-8, False)[0]),
+        ],
+        "NDC update backward (grad s shown)": [
+            ("torch backend", backward(torch_ops)),
+            ("cpp backend (fused)", backward(cpp)),
+        ],
         "NDC synthesis A(s)": [
             ("grouped conv, contiguous", lambda: synthesis(s, weight, channels)),
             ("grouped conv, channels-last (used)", lambda: synthesis(s_cl, weight, channels)),
@@ -128,9 +157,9 @@ def groups_of_variants(batch: int, channels: int, ratio: int, kernel: int, size:
             ("depthwise conv backward with x repeated, channels-last", depthwise_weight_grad),
         ],
         "MLP forward + backward": [
-            ("1x1 convs, contiguous (used)", mlp_variant("contiguous")),
+            ("1x1 convs, contiguous", mlp_variant("contiguous")),
             ("1x1 convs, channels-last", mlp_variant("channels_last")),
-            ("nn.Linear on channels-last", mlp_variant("linear")),
+            ("nn.Linear on channels-last (used: PointwiseConv)", mlp_variant("linear")),
         ],
         "instance norm forward + backward": [
             ("contiguous (used)", norm_variant(torch.contiguous_format)),
@@ -145,18 +174,72 @@ def groups_of_variants(batch: int, channels: int, ratio: int, kernel: int, size:
     }
 
 
+def block_variants(x, kernel: int) -> list[tuple[str, Callable[[], object]]]:
+    """One Deconver block on x, forward + backward, in three formulations (each returns x's gradient)."""
+    import torch
+    import torch.nn.functional as F
+
+    from nnunet_deconver.network.blocks import BlockConfig, DeconverBlock
+
+    dims, channels = x.dim() - 2, x.shape[1]
+    last = torch.channels_last_3d if dims == 3 else torch.channels_last
+    torch.manual_seed(0)
+    block = DeconverBlock(channels, (kernel,) * dims, BlockConfig())
+    upstream = torch.randn(x.shape)
+
+    def conv(m, h):  # the pointwise module as the 1x1 convolution, in h's layout
+        return (F.conv3d if dims == 3 else F.conv2d)(h, m.weight, m.bias)
+
+    def linear(m, h):  # channels-last matrix product
+        h = h.contiguous(memory_format=last)
+        return F.linear(h.movedim(1, -1), m.weight.flatten(1), m.bias).movedim(-1, 1)
+
+    def norm(h, eps=1e-5):  # instance norm of a channels-last tensor without leaving the layout
+        v = h.movedim(1, -1).flatten(1, -2)
+        var, mean = torch.var_mean(v, dim=1, keepdim=True, unbiased=False)
+        return ((v - mean) * torch.rsqrt(var + eps)).view(h.movedim(1, -1).shape).movedim(-1, 1)
+
+    def as_convs(h):
+        mixer, mlp = block.mixer, block.mlp
+        z = h + conv(mixer.proj_out, mixer.ndc(torch.relu(conv(mixer.proj_in, block.norm1(h)))))
+        return z + conv(mlp.fc2, F.gelu(conv(mlp.fc1, block.norm2(z))))
+
+    def all_channels_last(h):
+        mixer, mlp = block.mixer, block.mlp
+        h = h.contiguous(memory_format=last)
+        z = h + linear(mixer.proj_out, mixer.ndc(torch.relu(linear(mixer.proj_in, norm(h)))))
+        return z + linear(mlp.fc2, F.gelu(linear(mlp.fc1, norm(z))))
+
+    def run(forward):
+        inp = x.clone().requires_grad_()
+
+        def step():
+            forward(inp).backward(upstream)
+            grad, inp.grad = inp.grad, None
+            return grad
+
+        return step
+
+    return [
+        ("channels-last matmuls in mixer and MLP, contiguous norms (used)", run(block)),
+        ("1x1 convolutions, contiguous", run(as_convs)),
+        ("whole block channels-last, norm from var_mean", run(all_channels_last)),
+    ]
+
+
 def report(args: argparse.Namespace, session: Session) -> str:
     import torch
 
     size = parse_sizes(args.size or ("16x16x16" if args.quick else "64x64x64"))[0]
     channels = args.channels or (16 if args.quick else 64)
     reps = session.settings.reps
-    rows = []
+    rows, best = [], {}
     for group, variants in groups_of_variants(args.batch, channels, args.ratio, args.kernel, size).items():
         print(f"  {group}", file=sys.stderr, flush=True)
         reference_time, reference = None, None
         for name, fn in variants:
             seconds, out = _fastest(fn, reps)
+            best[(group, name)] = seconds
             if reference is None:
                 reference_time, reference, diff = seconds, out, "reference"
             else:
@@ -170,7 +253,31 @@ def report(args: argparse.Namespace, session: Session) -> str:
         "absolute difference from the first row's result, relative to its largest value.",
     ]
     body = markdown_table(["kernel", "formulation / layout", "s", "vs first", "max diff"], rows, "llrrr")
+    body += ["", *fused_against_copy(args, size, channels, best)]
     return session.section("Kernel formulations and layouts (what was tried)", intro, body)
+
+
+def fused_against_copy(args: argparse.Namespace, size: tuple[int, ...], channels: int,
+                       best: dict[tuple[str, str], float]) -> list[str]:
+    """The fused kernels' effective bandwidth (least traffic / time) against the copy's, and their FLOP rate."""
+    import math
+
+    voxels = args.batch * math.prod(size)
+    sources, taps = args.ratio * channels, args.kernel ** len(size)
+    copy_rate = 2 * sources * voxels * 4 / best[("one pass over a (B, E, *S) tensor", "copy into an existing buffer")]
+    rows = []
+    for group, values, fmas in (("NDC update forward", 3 * sources + 3 * channels, 3),
+                                ("NDC update backward (grad s shown)", 6 * sources + 5 * channels, 8)):
+        seconds = best[(group, "cpp backend (fused)")]
+        rate = values * voxels * 4 / seconds
+        rows.append([group.split(" (")[0], fmt_s(seconds), f"{rate / 1e9:.1f}", f"{rate / copy_rate:.0%}",
+                     f"{2 * fmas * taps * sources * voxels / seconds / 1e9:.0f}"])
+    return [
+        f"Fused kernels against the copy (copy: {copy_rate / 1e9:.1f} GB/s, reading and writing one (B, E, *S) "
+        "tensor). Least traffic: forward 3 E + 3 C, backward 6 E + 5 C float32 values per voxel.",
+        "",
+        *markdown_table(["cpp backend", "s", "least traffic GB/s", "share of copy bandwidth", "GFLOP/s"], rows),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

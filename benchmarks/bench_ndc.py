@@ -1,12 +1,13 @@
-"""NDC layer: the custom autograd function (``ndc``) against the plain graph (``ndc_reference``).
+"""NDC layer: ``ndc`` on its two CPU backends against the plain graph (``ndc_reference``).
 
 For each case (channels C, ratio R, kernel k, groups = C, batch B, spatial size S): forward time,
-forward + backward time and peak memory growth of forward + backward, for both implementations,
-each measurement in a fresh process (see ``_measure.py``). Inputs are contiguous (B, C, *S) /
-(B, R*C, *S) tensors and a (C, R, *k) filter, all nonnegative leaves requiring grad; the forward
-is timed with autograd recording (as in training); the backward takes a random upstream gradient
-created with the inputs, before the memory baseline. The issue's targets: custom / plain <= 0.3
-for forward + backward time and for peak growth.
+forward + backward time and peak memory growth of forward + backward, for three implementations:
+``ndc`` with ``NNUNET_DECONVER_NDC_BACKEND=cpp`` (the fused C++ kernels) and ``=torch`` (PyTorch's
+convolutions), and ``ndc_reference``; each measurement in a fresh process (see ``_measure.py``).
+Inputs are (B, C, *S) / (B, R*C, *S) tensors and a (C, R, *k) filter, all nonnegative leaves
+requiring grad; the forward is timed with autograd recording (as in training); the backward takes
+a random upstream gradient created with the inputs, before the memory baseline. Targets: cpp /
+plain <= 0.10 for forward + backward time and <= 0.25 for peak growth.
 
 Run from the repository root::
 
@@ -21,10 +22,10 @@ import itertools
 from typing import Callable, Sequence
 
 from _measure import Case, Session, base_parser, bench_main, fmt_mb, fmt_ratio, fmt_s, markdown_table, measure, \
-    parse_ints, parse_sizes
+    parse_ints, parse_sizes, select_ndc_backend
 
-IMPLEMENTATIONS = {"custom": "`ndc`", "plain": "`ndc_reference`"}
-TARGET = 0.3  # the issue's target for custom / plain, time and memory
+IMPLEMENTATIONS = {"cpp": "`ndc`, cpp", "torch": "`ndc`, torch", "plain": "`ndc_reference`"}
+TIME_TARGET, MEMORY_TARGET = 0.10, 0.25  # cpp / plain, forward + backward
 
 
 def _phases(spec: dict, size: Sequence[int]) -> dict[str, Callable[[], None]]:
@@ -34,13 +35,14 @@ def _phases(spec: dict, size: Sequence[int]) -> dict[str, Callable[[], None]]:
     from nnunet_deconver.ndc.functional import ndc, ndc_reference
     from nnunet_deconver.ndc.ops import preferred_memory_format
 
-    update = ndc if spec["impl"] == "custom" else ndc_reference
+    update = ndc_reference if spec["impl"] == "plain" else ndc
+    select_ndc_backend(None if spec["impl"] == "plain" else spec["impl"])
     batch, channels, sources = spec["batch"], spec["channels"], spec["ratio"] * spec["channels"]
     groups = channels
     x = torch.rand(batch, channels, *size)
     # Each side gets its inputs in the layout it runs in inside the network: the NDC module feeds
     # ``ndc`` channels-last tensors on CPU (no copy inside the update); the plain graph, contiguous.
-    layout = preferred_memory_format(x) if spec["impl"] == "custom" else torch.contiguous_format
+    layout = torch.contiguous_format if spec["impl"] == "plain" else preferred_memory_format(x)
     x = x.contiguous(memory_format=layout).requires_grad_()
     s0 = torch.rand(batch, sources, *size).contiguous(memory_format=layout).requires_grad_()
     weight = torch.rand(channels, sources // groups, *[spec["kernel"]] * len(size), requires_grad=True)
@@ -86,32 +88,35 @@ def report(args: argparse.Namespace, session: Session) -> str:
         for impl, m in result.items():
             rows.append([label, IMPLEMENTATIONS[impl], fmt_s(m.median("fwd")), fmt_s(m.median("fwd+bwd")),
                          fmt_mb(m.growth_mb)])
-        custom, plain = result["custom"], result["plain"]
+        cpp, torch_backend, plain = result["cpp"], result["torch"], result["plain"]
         ratio_rows.append([
             label,
-            fmt_ratio(custom.median("fwd"), plain.median("fwd")),
-            fmt_ratio(custom.median("fwd+bwd"), plain.median("fwd+bwd"), TARGET),
-            fmt_ratio(custom.growth_mb, plain.growth_mb, TARGET),
+            fmt_ratio(cpp.median("fwd"), plain.median("fwd")),
+            fmt_ratio(cpp.median("fwd+bwd"), plain.median("fwd+bwd"), TIME_TARGET),
+            fmt_ratio(cpp.growth_mb, plain.growth_mb, MEMORY_TARGET),
+            fmt_ratio(torch_backend.median("fwd+bwd"), plain.median("fwd+bwd")),
+            fmt_ratio(cpp.median("fwd+bwd"), torch_backend.median("fwd+bwd")),
         ])
     intro = [
-        f"`ndc` (custom autograd function, channels-last inputs on CPU, as the NDC module gives them) vs "
-        f"`ndc_reference` (plain autograd graph, contiguous inputs): "
-        f"one update, batch {args.batch}, R = {args.ratio}, groups = C, float32, x and s0 (and the filter) "
-        "requiring grad; backward with a random upstream gradient. Target (issue): custom/plain <= "
-        f"{TARGET} for fwd+bwd time and for peak growth.",
+        f"`ndc` with `NNUNET_DECONVER_NDC_BACKEND=cpp` (fused C++ kernels) and `=torch` (PyTorch's "
+        "convolutions), both with channels-last inputs on CPU as the NDC module gives them, vs "
+        f"`ndc_reference` (plain autograd graph, contiguous inputs): one update, batch {args.batch}, "
+        f"R = {args.ratio}, groups = C, float32, x and s0 (and the filter) requiring grad; backward with a "
+        f"random upstream gradient. Targets: cpp/plain <= {TIME_TARGET} for fwd+bwd time and <= "
+        f"{MEMORY_TARGET} for peak growth.",
     ]
     body = [
         *markdown_table(["case", "impl", "fwd s", "fwd+bwd s", "peak growth MB"], rows, "llrrr"),
         "",
         *markdown_table(
-            ["case", "fwd time custom/plain", f"fwd+bwd time custom/plain (<= {TARGET})",
-             f"peak growth custom/plain (<= {TARGET})"],
+            ["case", "fwd cpp/plain", f"fwd+bwd cpp/plain (<= {TIME_TARGET})",
+             f"peak growth cpp/plain (<= {MEMORY_TARGET})", "fwd+bwd torch/plain", "fwd+bwd cpp/torch"],
             ratio_rows,
         ),
         "",
         "Peak growth is of forward + backward and includes the gradients of x, s0 and the filter.",
     ]
-    return session.section("NDC layer: custom autograd vs plain graph", intro, body)
+    return session.section("NDC layer: cpp and torch backends vs plain graph", intro, body)
 
 
 def parser() -> argparse.ArgumentParser:

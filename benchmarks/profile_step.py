@@ -4,9 +4,11 @@ Profiles one training step (the step of ``bench_step.py``: forward, loss, backwa
 each network after one unprofiled warm-up step, and sums the profiler's self CPU time by what
 the operator belongs to:
 
-- NDC update: the convolutions, the filter gradients and the elementwise work inside
-  ``_NDCUpdate`` (forward) and ``_NDCUpdateBackward``;
-- pointwise (1x1) convolutions and the other convolutions (k > 1: PlainConvUNet's 3^3 convs,
+- NDC update: the fused C++ kernels (``cpp`` backend, the default on CPU), or, with
+  ``--ndc-backend torch``, the convolutions, the filter gradients and the elementwise work inside
+  the update's operators (``nnunet_deconver::ndc_update`` and ``ndc_update_backward``);
+- pointwise (1x1) convolutions (as convolutions or as the matrix products they run as on CPU) and
+  the other convolutions (k > 1: PlainConvUNet's 3^3 convs,
   down- and up-sampling), forward and backward;
 - instance norm, activations (ReLU, GELU, LeakyReLU), the AdamW step, and the rest (residual
   adds, copies, loss, autograd bookkeeping).
@@ -30,10 +32,11 @@ import bench_step
 from _measure import Session, base_parser, in_process_settings, log, markdown_table, network_label
 
 CATEGORIES = (
+    "NDC update: fused C++ kernels",
     "NDC update: grouped convolutions",
     "NDC update: filter gradients",
     "NDC update: elementwise",
-    "pointwise (1x1) convolutions",
+    "pointwise (1x1) convolutions and matrix products",
     "other convolutions (k > 1)",
     "instance norm",
     "activations",
@@ -41,6 +44,8 @@ CATEGORIES = (
     "other (adds, copies, loss, autograd)",
 )
 _ACTIVATIONS = ("relu", "gelu", "leaky_relu", "threshold_backward", "clamp_min")
+#: the pointwise convolutions computed as channels-last matrix products (and their backward)
+_MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
 def _ancestors(event):
@@ -62,31 +67,36 @@ def category(event) -> str:
     name = event.name
     parents = [p.name for p in _ancestors(event)]
     is_conv = "conv" in name
-    if any("_NDCUpdate" in p for p in parents + [name]):
+    if any(n.startswith("nnunet_deconver_cpp::") for n in parents + [name]):
+        return CATEGORIES[0]
+    if any("nnunet_deconver::ndc_update" in n for n in parents + [name]):
         if name == "aten::convolution_backward":
-            return CATEGORIES[1]
-        return CATEGORIES[0] if is_conv else CATEGORIES[2]
+            return CATEGORIES[2]
+        return CATEGORIES[1] if is_conv else CATEGORIES[3]
     if any("Optimizer.step" in p for p in parents):
-        return CATEGORIES[7]
+        return CATEGORIES[8]
+    if name in _MATMULS:
+        return CATEGORIES[4]
     if is_conv:
         try:
-            return CATEGORIES[3] if _kernel_is_pointwise(event) else CATEGORIES[4]
+            return CATEGORIES[4] if _kernel_is_pointwise(event) else CATEGORIES[5]
         except IndexError:
-            return CATEGORIES[4]
+            return CATEGORIES[5]
     if "norm" in name:
-        return CATEGORIES[5]
-    if any(a in name for a in _ACTIVATIONS):
         return CATEGORIES[6]
-    return CATEGORIES[8]
+    if any(a in name for a in _ACTIVATIONS):
+        return CATEGORIES[7]
+    return CATEGORIES[9]
 
 
-def profile_network(network: str, patch: int, batch: int) -> tuple[float, dict[str, float]]:
+def profile_network(network: str, patch: int, batch: int, backend: str) -> tuple[float, dict[str, float]]:
     """Wall seconds of the profiled step and self CPU seconds per category."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
-    spec = {"network": network, "checkpoint_levels": [], "patch": patch, "batch": batch}
+    spec = {"network": network, "checkpoint_levels": [], "patch": patch, "batch": batch,
+            "backend": backend if network == "deconver" else None}
     step = bench_step.build_case(spec).phases["step"]  # the very step bench_step.py times
 
     log(f"  {network}: warm-up step")
@@ -106,7 +116,7 @@ def profile_network(network: str, patch: int, batch: int) -> tuple[float, dict[s
 def report(args: argparse.Namespace, session: Session) -> str:
     patch = args.patch or (32 if args.quick else 64)
     batch = args.batch or (1 if args.quick else 2)
-    results = {name: profile_network(name, patch, batch) for name in ("deconver", "plainconvunet")}
+    results = {name: profile_network(name, patch, batch, args.ndc_backend) for name in ("deconver", "plainconvunet")}
     labels = [network_label(name) for name in results]
     rows = []
     for cat in CATEGORIES:
@@ -117,7 +127,8 @@ def report(args: argparse.Namespace, session: Session) -> str:
     rows.append(["wall time of the profiled step", *(f"{r[0]:.2f}" for r in results.values()), "", ""])
     intro = [
         f"Self CPU seconds of one profiled training step (after one warm-up step), 3D patch {patch}^3, batch "
-        f"{batch}, deep supervision on, float32, one process, torch.profiler with shapes recorded "
+        f"{batch}, deep supervision on, float32, NDC backend {args.ndc_backend}, one process, torch.profiler "
+        "with shapes recorded "
         "(its overhead included), categorised by `benchmarks/profile_step.py`.",
     ]
     body = markdown_table(["where", *(f"{label} s" for label in labels), *(f"{label} %" for label in labels)], rows)
@@ -128,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p = base_parser(__doc__.splitlines()[0], reps=1)
     p.add_argument("--patch", type=int, help="cubic patch edge (default 64; quick 32)")
     p.add_argument("--batch", type=int, help="batch size (default 2; quick 1)")
+    p.add_argument("--ndc-backend", choices=("cpp", "torch"), default="cpp", help="NDC backend (default cpp)")
     args = p.parse_args(argv)
     settings = in_process_settings(args, reps=1)
     session = Session(settings, method="one process, both networks one after the other; one warm-up step, "

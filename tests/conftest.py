@@ -57,3 +57,37 @@ def run_command(args: list[str], env: dict | None = None, timeout: float = 1200)
             f"\n--- stderr ---\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+# nnU-Net pipelines shared by the integration modules: each is built once per session, on first use
+# (plan, preprocess, smoke training and prediction of a tiny synthetic data set; see _pipeline.py).
+
+
+@pytest.fixture(scope="session")
+def aniso3d(tmp_path_factory):
+    """Binary 3D, spacing 3 x 1 x 1 mm: nnU-Net plans a [1, 2, 2] stride and (1, 3, 3) kernels."""
+    from _pipeline import Pipeline
+    from nnunet_deconver.nnunet.synthetic import make_3d_dataset
+
+    return Pipeline(tmp_path_factory.mktemp("aniso"), 901, "3d_fullres",
+                    lambda raw: make_3d_dataset(raw, 901, "Aniso", 5, 1, shape=(10, 32, 32), spacing=(3.0, 1.0, 1.0)))
+
+
+@pytest.fixture(scope="session")
+def rgb2d(tmp_path_factory):
+    from _pipeline import Pipeline
+    from nnunet_deconver.nnunet.synthetic import make_2d_rgb_dataset
+
+    return Pipeline(tmp_path_factory.mktemp("rgb"), 902, "2d",
+                    lambda raw: make_2d_rgb_dataset(raw, 902, "Rgb", 5, 1, shape=(48, 64)))
+
+
+@pytest.fixture(scope="session")
+def regions3d(tmp_path_factory):
+    """Three overlapping regions (whole / core / enhancing) from four channels, like BraTS."""
+    from _pipeline import Pipeline
+    from nnunet_deconver.nnunet.synthetic import make_3d_dataset
+
+    return Pipeline(tmp_path_factory.mktemp("regions"), 903, "3d_fullres",
+                    lambda raw: make_3d_dataset(raw, 903, "Regions", 5, 1, shape=(16, 16, 16), n_channels=4,
+                                                region_based=True, seed=1))

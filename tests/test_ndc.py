@@ -1,4 +1,8 @@
-"""The NDC operator: adjointness, monotonicity (Theorem 1), gradients, groups, dtypes, errors."""
+"""The NDC operator: adjointness, monotonicity (Theorem 1), gradients, groups, dtypes, errors.
+
+Every test that runs the update runs once per backend (the ``backend`` fixture: PyTorch's
+convolutions and the fused C++ kernel).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _ndc_backend import backend  # noqa: F401  (fixture)
 from nnunet_deconver.ndc import NDC, ndc, ndc_reference, reconstruction_error
 from nnunet_deconver.ndc.ops import analysis, synthesis
 
@@ -54,7 +59,7 @@ def _explicit_update(x, s, w, eps):
 
 @pytest.mark.parametrize("spatial,kernel", GEOMETRIES)
 @pytest.mark.parametrize("G", [1, 2, 4])
-def test_grouped_equals_loop_over_groups(spatial, kernel, G):
+def test_grouped_equals_loop_over_groups(spatial, kernel, G, backend):
     C, R = 4, 2
     x, s0, w = _inputs(spatial, kernel, C=C, R=R, G=G)
     c, e = C // G, R * C // G
@@ -67,7 +72,7 @@ def test_grouped_equals_loop_over_groups(spatial, kernel, G):
 
 @pytest.mark.parametrize("spatial,kernel", GEOMETRIES)
 @pytest.mark.parametrize("G,R", [(1, 1), (2, 4), ("C", 1), ("C", 4)])
-def test_monotonicity_theorem_1(spatial, kernel, G, R):
+def test_monotonicity_theorem_1(spatial, kernel, G, R, backend):
     C = 4
     G = C if G == "C" else G
     for seed in range(3):
@@ -85,15 +90,16 @@ def test_monotonicity_theorem_1(spatial, kernel, G, R):
 @pytest.mark.parametrize("spatial,kernel", GEOMETRIES)
 @pytest.mark.parametrize("G", [1, 4])
 @pytest.mark.parametrize("iterations", [1, 2])
-def test_gradcheck(spatial, kernel, G, iterations):
+def test_gradcheck(spatial, kernel, G, iterations, backend):
     x, s0, w = _inputs(spatial, kernel, C=4, R=2, G=G, B=1)
     args = [t.requires_grad_() for t in (x, s0, w)]
-    assert torch.autograd.gradcheck(lambda a, b, c: ndc(a, b, c, G, iterations=iterations), args)
+    # fast mode: a random projection of the Jacobian, checked against finite differences
+    assert torch.autograd.gradcheck(lambda a, b, c: ndc(a, b, c, G, iterations=iterations), args, fast_mode=True)
 
 
 @pytest.mark.parametrize("spatial,kernel", GEOMETRIES)
 @pytest.mark.parametrize("G", [1, 2, 4])
-def test_custom_gradients_equal_plain_graph(spatial, kernel, G):
+def test_custom_gradients_equal_plain_graph(spatial, kernel, G, backend):
     for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
         x, s0, w = _inputs(spatial, kernel, C=4, R=4, G=G, dtype=dtype, seed=3)
         g = torch.rand(s0.shape, dtype=dtype)
@@ -106,7 +112,7 @@ def test_custom_gradients_equal_plain_graph(spatial, kernel, G):
             torch.testing.assert_close(mine, ref, rtol=tol, atol=tol * ref.abs().max().item())
 
 
-def test_only_requested_gradients():
+def test_only_requested_gradients(backend):
     x, s0, w = _inputs((6, 6), (3, 3))
     w.requires_grad_()
     (gw,) = torch.autograd.grad(ndc(x, s0, w, 2).sum(), [w])
@@ -115,7 +121,7 @@ def test_only_requested_gradients():
 
 @pytest.mark.parametrize("case", ["zeros", "constant", "large", "zero_filter"])
 @pytest.mark.parametrize("dims", [2, 3])
-def test_no_nan_or_inf(case, dims):
+def test_no_nan_or_inf(case, dims, backend):
     spatial = (6,) * dims
     layer = NDC(8, 3, spatial_dims=dims)
     x = {"zeros": torch.zeros(2, 8, *spatial), "constant": torch.full((2, 8, *spatial), 0.7),
@@ -132,7 +138,7 @@ def test_no_nan_or_inf(case, dims):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_autocast_runs_in_float32_and_returns_input_dtype(dtype):
+def test_autocast_runs_in_float32_and_returns_input_dtype(dtype, backend):
     x = torch.rand(2, 4, 6, 6, 6)
     s0 = torch.rand(2, 16, 6, 6, 6) * 1e-3
     w = torch.rand(4, 4, 3, 3, 3)
@@ -147,7 +153,7 @@ def test_autocast_runs_in_float32_and_returns_input_dtype(dtype):
     assert torch.isfinite(zero.float()).all()
 
 
-def test_module_structure_and_init():
+def test_module_structure_and_init(backend):
     layer = NDC(8, (1, 3, 3), ratio=4)
     assert layer.weight.shape == (8, 4, 1, 3, 3) and layer.groups == 8
     assert layer.init.weight.shape == (32, 8, 1, 1, 1) and layer.init.bias is not None

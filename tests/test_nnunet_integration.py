@@ -18,65 +18,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from _pipeline import SMOKE, Pipeline, env_under as _env
 from conftest import run_command
 from nnunet_deconver.network.stats import count_parameters
 from nnunet_deconver.nnunet.synthetic import make_2d_rgb_dataset, make_3d_dataset
 
-SMOKE = "nnUNetTrainerDeconver_smoke"
-
-
-def _env(root: Path) -> dict:
-    env = dict(os.environ)
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        env[name] = str(root / name)
-    env["nnUNet_compile"] = "f"
-    env["nnUNet_def_n_proc"] = "2"  # nnU-Net's default is 8 spawned workers: 2 cores here
-    return env
-
-
-class Pipeline:
-    """A data set taken through plan / preprocess / smoke training / prediction."""
-
-    def __init__(self, root: Path, dataset_id: int, config: str, make):
-        self.env = _env(root)
-        self.id, self.config = dataset_id, config
-        self.raw = make(Path(self.env["nnUNet_raw"]))
-        self.name = self.raw.name
-        self.pre = Path(self.env["nnUNet_preprocessed"]) / self.name
-        self.model = Path(self.env["nnUNet_results"]) / self.name / f"{SMOKE}__nnUNetPlans__{config}"
-        self.pred = root / "predictions"
-        run_command(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", config, "-np", "1",
-                     "--verify_dataset_integrity"], self.env)
-        run_command(["nnUNetv2_train", str(dataset_id), config, "0", "-tr", SMOKE, "-device", "cpu"],
-                    {**self.env, "nnUNet_n_proc_DA": "0"})
-        run_command(["nnUNetv2_predict", "-i", str(self.raw / "imagesTs"), "-o", str(self.pred), "-d", str(dataset_id),
-                     "-c", config, "-tr", SMOKE, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], self.env)
-
-    @property
-    def plans(self) -> dict:
-        return json.loads((self.pre / "nnUNetPlans.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def aniso3d(tmp_path_factory):
-    """Binary 3D, spacing 3 x 1 x 1 mm: nnU-Net plans a [1, 2, 2] stride and (1, 3, 3) kernels."""
-    return Pipeline(tmp_path_factory.mktemp("aniso"), 901, "3d_fullres",
-                    lambda raw: make_3d_dataset(raw, 901, "Aniso", 5, 1, shape=(10, 32, 32), spacing=(3.0, 1.0, 1.0)))
-
-
-@pytest.fixture(scope="module")
-def rgb2d(tmp_path_factory):
-    return Pipeline(tmp_path_factory.mktemp("rgb"), 902, "2d",
-                    lambda raw: make_2d_rgb_dataset(raw, 902, "Rgb", 5, 1, shape=(48, 64)))
-
-
-@pytest.fixture(scope="module")
-def regions3d(tmp_path_factory):
-    """Three overlapping regions (whole / core / enhancing) from four channels, like BraTS."""
-    return Pipeline(tmp_path_factory.mktemp("regions"), 903, "3d_fullres",
-                    lambda raw: make_3d_dataset(raw, 903, "Regions", 5, 1, shape=(16, 16, 16), n_channels=4,
-                                                region_based=True, seed=1))
 
 
 def _check_prediction(p: Pipeline, ending: str, allowed: set[int]):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nnunet_deconver.ndc.functional import ndc, ndc_reference
-from nnunet_deconver.ndc.ops import check_kernel_size, preferred_memory_format
+from nnunet_deconver.ndc.ops import check_kernel_size, pointwise_channels_last, preferred_memory_format
 
 
 def conv_class(spatial_dims: int) -> type[nn.Module]:
@@ -17,6 +17,36 @@ def conv_class(spatial_dims: int) -> type[nn.Module]:
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     return nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+
+
+class _ChannelsLastPointwise:
+    """Forward of a 1x1(x1) convolution module: on CPU one matrix product over the channel axis of
+    a channels-last input (:func:`~nnunet_deconver.ndc.ops.pointwise_channels_last`; channels-last
+    result), elsewhere the convolution. Parameters and ``state_dict`` are the convolution's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x)
+        return pointwise_channels_last(x, self.weight, self.bias)
+
+
+class PointwiseConv2d(_ChannelsLastPointwise, nn.Conv2d):
+    """``nn.Conv2d`` with kernel 1, computed channels-last on CPU."""
+
+
+class PointwiseConv3d(_ChannelsLastPointwise, nn.Conv3d):
+    """``nn.Conv3d`` with kernel 1, computed channels-last on CPU."""
+
+
+def pointwise_conv(spatial_dims: int, in_channels: int, out_channels: int, bias: bool) -> nn.Module:
+    """A 1x1(x1) convolution that runs channels-last on CPU (:class:`PointwiseConv3d` / ``2d``)."""
+    conv_class(spatial_dims)  # checks spatial_dims
+    cls = PointwiseConv2d if spatial_dims == 2 else PointwiseConv3d
+    return cls(in_channels, out_channels, 1, bias=bias)
+
+
+def _plain_pointwise(spatial_dims: int, in_channels: int, out_channels: int, bias: bool) -> nn.Module:
+    return conv_class(spatial_dims)(in_channels, out_channels, 1, bias=bias)
 
 
 class NDC(nn.Module):
@@ -34,7 +64,8 @@ class NDC(nn.Module):
         eps: stabiliser of the update.
         iterations: number of multiplicative updates.
         spatial_dims: 2 or 3; taken from ``kernel_size`` when it is a sequence (default 3).
-        memory_efficient: use the custom autograd function (True) or the plain graph (False).
+        memory_efficient: use :func:`~nnunet_deconver.ndc.functional.ndc` (True: the backends'
+            operator, which also applies the ReLU of S0 inside the update) or the plain graph (False).
     """
 
     def __init__(
@@ -65,7 +96,9 @@ class NDC(nn.Module):
         self.channels, self.sources, self.groups = channels, sources, groups
         self.kernel_size, self.eps, self.iterations = kernel_size, eps, iterations
         self.memory_efficient = memory_efficient
-        self.init = conv_class(len(kernel_size))(channels, sources, 1, bias=True)
+        # channels-last on CPU: s0 is born in the layout of the fused update, with no copy
+        init = pointwise_conv if memory_efficient else _plain_pointwise
+        self.init = init(len(kernel_size), channels, sources, bias=True)
         self.weight = nn.Parameter(torch.empty(channels, sources // groups, *kernel_size))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
@@ -74,9 +107,9 @@ class NDC(nn.Module):
         if self.memory_efficient:
             # s0 is born in the layout the update runs in, so ndc() copies no (B, E, *S) tensor.
             x = x.contiguous(memory_format=preferred_memory_format(x))
-        s0 = torch.relu(self.init(x))
         update = ndc if self.memory_efficient else ndc_reference
-        return update(x, s0, torch.relu(self.weight), self.groups, self.eps, self.iterations)
+        return update(x, self.init(x), torch.relu(self.weight), self.groups, self.eps, self.iterations,
+                      rectify_s0=True)
 
     def extra_repr(self) -> str:
         return (

@@ -44,6 +44,17 @@ def synthesis_weight_grad(s: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
     )[1]
 
 
+def pointwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1(x1) convolution as one matrix product over the channel axis of a channels-last tensor.
+
+    x (B, C_in, *S), weight (C_out, C_in, 1, ...), bias (C_out,) or None -> (B, C_out, *S),
+    channels-last. An input in another layout is made channels-last first (one copy). On CPU this
+    is faster than the convolution and never copies a channels-last input (benchmarks/RESULTS.md).
+    """
+    x = x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
+    return torch.nn.functional.linear(x.movedim(1, -1), weight.flatten(1), bias).movedim(-1, 1)
+
+
 def preferred_memory_format(t: torch.Tensor) -> torch.memory_format:
     """The layout the NDC convolutions run fastest in on ``t``'s device.
 

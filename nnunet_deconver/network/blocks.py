@@ -19,6 +19,7 @@ from dynamic_network_architectures.building_blocks.helper import (
 from torch import nn
 
 from nnunet_deconver.ndc import NDC
+from nnunet_deconver.ndc.module import pointwise_conv
 
 
 @dataclass(frozen=True)
@@ -66,19 +67,22 @@ def instance_norm(channels: int, spatial_dims: int, affine: bool) -> nn.Module:
 class DeconvMixer(nn.Module):
     """Pointwise conv C -> C (no bias), ReLU, NDC C -> R*C, pointwise conv R*C -> C (bias).
 
-    (B, C, *S) -> (B, C, *S). The ReLU makes the NDC input nonnegative.
+    (B, C, *S) -> (B, C, *S). The ReLU makes the NDC input nonnegative. On CPU everything between
+    the input and the output runs channels-last (pointwise convs as matrix products, see
+    :func:`~nnunet_deconver.ndc.module.pointwise_conv`); the output is contiguous again, like the
+    block's residual stream (instance norm is fastest contiguous).
     """
 
     def __init__(self, channels: int, kernel_size: tuple[int, ...], config: BlockConfig):
         super().__init__()
         dims = len(kernel_size)
-        self.proj_in = pointwise(dims, channels, channels, bias=False)
+        self.proj_in = pointwise_conv(dims, channels, channels, bias=False)
         self.ndc = NDC(channels, kernel_size, config.ratio, config.groups, eps=config.eps,
                        iterations=config.iterations, memory_efficient=config.memory_efficient)
-        self.proj_out = pointwise(dims, config.ratio * channels, channels, bias=True)
+        self.proj_out = pointwise_conv(dims, config.ratio * channels, channels, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_out(self.ndc(torch.relu(self.proj_in(x))))
+        return self.proj_out(self.ndc(torch.relu_(self.proj_in(x)))).contiguous()
 
 
 class MLP(nn.Module):
@@ -86,12 +90,13 @@ class MLP(nn.Module):
 
     def __init__(self, channels: int, spatial_dims: int, mlp_ratio: int = 4):
         super().__init__()
-        self.fc1 = pointwise(spatial_dims, channels, mlp_ratio * channels, bias=True)
+        self.fc1 = pointwise_conv(spatial_dims, channels, mlp_ratio * channels, bias=True)
         self.act = nn.GELU()
-        self.fc2 = pointwise(spatial_dims, mlp_ratio * channels, channels, bias=True)
+        self.fc2 = pointwise_conv(spatial_dims, mlp_ratio * channels, channels, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        """Channels-last inside on CPU (pointwise convs as matrix products); contiguous output."""
+        return self.fc2(self.act(self.fc1(x))).contiguous()
 
 
 class DeconverBlock(nn.Module):

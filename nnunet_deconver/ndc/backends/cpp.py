@@ -1,0 +1,103 @@
+"""The ``cpp`` backend: the fused CPU kernels of ``nnunet_deconver/ndc/csrc``, built on first use.
+
+The sources are compiled with PyTorch's own extension tooling (``torch.utils.cpp_extension.load``,
+ninja, the system's C++ compiler, OpenMP) the first time a process needs them and cached: in
+``$TORCH_EXTENSIONS_DIR`` when set, else in PyTorch's default (``~/.cache/torch_extensions/``),
+under a name that carries a hash of the sources, so an edited or upgraded package builds afresh
+and the cache of another version is never loaded. Processes that start together wait for one
+build (PyTorch's file lock). The kernels are compiled twice, for the baseline instruction set and
+for AVX2 + FMA, and the CPU picks at run time; no ``-march=native``, so a cache is portable.
+
+When the build fails (no compiler, a broken toolchain, ...) :func:`is_available` returns False
+after one :class:`~nnunet_deconver.ndc.backends.registry.NDCBackendWarning` and the update runs on
+the ``torch`` backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from nnunet_deconver.ndc.backends.registry import BACKEND_ENV, NDCBackendWarning
+
+CSRC = Path(__file__).resolve().parent.parent / "csrc"
+SOURCES = ("ndc_cpu.cpp", "ndc_kernels_base.cpp", "ndc_kernels_avx2.cpp")
+FLAGS = ["-O3", "-fopenmp", "-ffp-contract=fast"]
+
+_lock = threading.Lock()
+_state: dict = {"module": None, "failed": False}
+
+
+def extension_name() -> str:
+    """``nnunet_deconver_ndc_cpu_<hash of csrc/ and the flags>``."""
+    digest = hashlib.sha256(" ".join(FLAGS).encode())
+    for path in sorted(CSRC.iterdir()):
+        if path.suffix in (".cpp", ".h"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return f"nnunet_deconver_ndc_cpu_{digest.hexdigest()[:12]}"
+
+
+def _build() -> object:
+    from torch.utils import cpp_extension
+
+    path = os.environ.get("PATH", "")
+    if shutil.which("ninja") is None:  # the ninja package's binary sits next to the interpreter
+        try:
+            import ninja
+
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + path
+        except ImportError:
+            pass
+    try:
+        cpp_extension.load(
+            name=extension_name(), sources=[str(CSRC / name) for name in SOURCES], extra_include_paths=[str(CSRC)],
+            extra_cflags=FLAGS, extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False,
+        )
+        return torch.ops.nnunet_deconver_cpp
+    finally:
+        os.environ["PATH"] = path
+
+
+def extension() -> object | None:
+    """``torch.ops.nnunet_deconver_cpp`` (the compiled kernels), built on the first call; None (after one
+    warning) if that failed."""
+    with _lock:
+        if _state["module"] is None and not _state["failed"]:
+            try:
+                _state["module"] = _build()
+            except Exception as exc:  # a failed build of any kind means: use the torch backend
+                _state["failed"] = True
+                reason = " ".join(str(exc).split())
+                warnings.warn(
+                    "nnunet_deconver: the fused C++ NDC kernel could not be built, so the NDC update runs on "
+                    f"PyTorch operators instead (slower, more memory). Cause: {reason[-600:]} "
+                    f"Set {BACKEND_ENV}=torch to skip the build.",
+                    NDCBackendWarning,
+                    stacklevel=4,
+                )
+        return _state["module"]
+
+
+def is_available() -> bool:
+    """True when the kernels are (or could now be) built."""
+    return extension() is not None
+
+
+def forward(x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, groups: int, eps: float,
+            rectify: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """See the backend contract in :mod:`nnunet_deconver.ndc.backends`."""
+    out, y = extension().forward(x, s, weight, groups, eps, rectify)
+    return out, y
+
+
+def backward(grad: torch.Tensor, x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, y: torch.Tensor,
+             groups: int, eps: float, rectify: bool, need_x: bool, need_s: bool, need_w: bool):
+    """See the backend contract in :mod:`nnunet_deconver.ndc.backends`."""
+    grads = extension().backward(grad, x, s, weight, y, groups, eps, rectify, need_x, need_s, need_w)
+    return tuple(g if needed else None for g, needed in zip(grads, (need_x, need_s, need_w)))

@@ -1,0 +1,183 @@
+"""The ``triton`` backend: the NDC update and its gradients in Triton kernels, for CUDA tensors.
+
+Forward is two kernels: ``y = A(s')`` and one fused pass that computes ``A^T(x)`` and ``A^T(y)``
+together and writes ``s' * (A^T(x) + eps) / (A^T(y) + eps)``. Backward is five: the fused pass
+again (now writing ``q``, ``p`` and ``g * num / den``), ``A(q)`` (= dL/dx), ``A(p)``, ``A^T`` of it
+subtracted from ``g * num / den`` (and masked by ``s > 0`` under ``rectify``) (= dL/ds), and one
+kernel for the three filter-gradient terms (see :mod:`.triton_kernels`). Products are summed in
+float32 for every input dtype but float64. Kernels and arguments follow the contract of
+:mod:`nnunet_deconver.ndc.backends`; results are contiguous. The filter gradient is summed over
+slices of the volume with atomic additions, so its last bits may differ from run to run (as with
+the non-deterministic cuDNN algorithms nnU-Net enables).
+
+Triton is imported on first use, so this module imports on machines without it. Triton's
+interpreter (``TRITON_INTERPRET=1`` before the first import) runs the same kernels on CPU
+tensors, which is how they are tested without a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import warnings
+
+import torch
+
+from nnunet_deconver.ndc.backends import torch_ops
+from nnunet_deconver.ndc.backends.registry import BACKEND_ENV, NDCBackendWarning
+
+Tensor = torch.Tensor
+
+_state: dict = {"available": None}
+
+
+def is_available() -> bool:
+    """Whether the kernels run here: Triton is installed, there is a CUDA device (or Triton's
+    interpreter is on), and a small update computes what the ``torch`` backend computes.
+
+    Decided once per process, on the first call (the kernels compile then, a few seconds); a
+    failure gives one :class:`~nnunet_deconver.ndc.backends.registry.NDCBackendWarning` and the
+    ``torch`` backend computes instead.
+    """
+    if _state["available"] is None:
+        _state["available"] = _self_test()
+    return _state["available"]
+
+
+def _self_test() -> bool:
+    interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    if not (torch.cuda.is_available() or interpret):
+        return False
+    if importlib.util.find_spec("triton") is None:
+        reason = "Triton is not installed"
+    else:
+        try:
+            gen = torch.Generator().manual_seed(0)
+            x, s = torch.rand(1, 2, 3, 4, 5, generator=gen), torch.rand(1, 4, 3, 4, 5, generator=gen)
+            weight = torch.rand(2, 2, 3, 3, 3, generator=gen)
+            x, s, weight = (t.to("cuda" if torch.cuda.is_available() else "cpu") for t in (x, s, weight))
+            got = forward(x, s, weight, 2, 1e-8, False)[0]
+            if torch.allclose(got, torch_ops.forward(x, s, weight, 2, 1e-8, False)[0], rtol=1e-4, atol=1e-6):
+                return True
+            reason = "its result differs from PyTorch's convolutions"
+        except Exception as exc:  # any failure to compile or launch means: use the torch backend
+            reason = " ".join(str(exc).split())[-600:]
+    warnings.warn(
+        f"nnunet_deconver: the Triton NDC kernels cannot run here, so the NDC update runs on PyTorch operators "
+        f"instead (slower, more memory). Cause: {reason} Set {BACKEND_ENV}=torch to skip this check.",
+        NDCBackendWarning, stacklevel=4,
+    )
+    return False
+
+
+def _kernels():
+    from nnunet_deconver.ndc.backends import triton_kernels
+
+    return triton_kernels
+
+
+def _as_3d(t: Tensor) -> Tensor:
+    """(B, ch, H, W) -> (B, ch, 1, H, W) (a view); 3D tensors as they are; contiguous."""
+    return (t.unsqueeze(2) if t.dim() == 4 else t).contiguous()
+
+
+def _geometry(x: Tensor, s: Tensor, weight: Tensor, groups: int) -> dict:
+    w = _as_3d(weight)
+    kd, kh, kw = w.shape[2:]
+    taps = kd * kh * kw
+    kpad = _next_power_of_2(taps)
+    batch, channels, depth, height, width = _as_3d(x).shape
+    sources = s.shape[1]
+    return dict(
+        B=batch, C=channels, E=sources, Cg=channels // groups, Eg=sources // groups, D=depth, H=height, W=width,
+        S=depth * height * width, KD=kd, KH=kh, KW=kw, KPAD=kpad, BLOCK=max(16, min(256, 4096 // kpad)),
+    )
+
+
+def _next_power_of_2(n: int) -> int:
+    return 1 << (max(1, n) - 1).bit_length()
+
+
+def _acc(dtype: torch.dtype):
+    import triton.language as tl
+
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _conv(src: Tensor, weight: Tensor, geo: dict, transpose: bool, relu_src: bool = False,
+          base: Tensor | None = None, mask_src: Tensor | None = None) -> Tensor:
+    """``A(src)`` (B, C, *S) or, ``transpose``, ``A^T(src)`` (B, E, *S), all 3D-shaped; ReLU(src) with
+    ``relu_src``; with ``base``: ``(base - result) * (mask_src > 0)`` (no mask when mask_src is None)."""
+    n_out, n_src = (geo["E"], geo["C"]) if transpose else (geo["C"], geo["E"])
+    out = src.new_empty(geo["B"], n_out, geo["D"], geo["H"], geo["W"])
+    grid = (math.ceil(geo["S"] / geo["BLOCK"]), geo["B"] * n_out)
+    epilogue = base is not None
+    _kernels().conv_kernel[grid](
+        src, weight, out, base if epilogue else out, mask_src if mask_src is not None else out,
+        n_out, n_src, geo["Cg"], geo["Eg"], geo["D"], geo["H"], geo["W"],
+        TRANSPOSE=transpose, RELU_SRC=relu_src, EPILOGUE=epilogue, MASK=mask_src is not None, KD=geo["KD"], KH=geo["KH"], KW=geo["KW"],
+        KPAD=geo["KPAD"], BLOCK=geo["BLOCK"], ACC=_acc(src.dtype),
+    )
+    return out
+
+
+def _update(x: Tensor, y: Tensor, s: Tensor, grad: Tensor | None, weight: Tensor, eps: float, rectify: bool,
+            geo: dict) -> tuple[Tensor, ...]:
+    backward = grad is not None
+    outs = [torch.empty_like(s) for _ in range(3 if backward else 1)]
+    out_p, out_gs = (outs[1], outs[2]) if backward else (outs[0], outs[0])  # unused in forward
+    grid = (math.ceil(geo["S"] / geo["BLOCK"]), geo["B"] * geo["E"])
+    _kernels().update_kernel[grid](
+        x, y, s, grad if backward else s, weight, outs[0], out_p, out_gs, float(eps),
+        geo["C"], geo["E"], geo["Cg"], geo["Eg"], geo["D"], geo["H"], geo["W"],
+        BACKWARD=backward, RECTIFY=rectify, KD=geo["KD"], KH=geo["KH"], KW=geo["KW"], KPAD=geo["KPAD"],
+        BLOCK=geo["BLOCK"], ACC=_acc(s.dtype),
+    )
+    return tuple(outs)
+
+
+def _weight_grad(q: Tensor, x: Tensor, pp: Tensor, y: Tensor, s: Tensor, ap: Tensor, weight: Tensor,
+                 rectify: bool, geo: dict) -> Tensor:
+    acc_dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
+    grad_w = torch.zeros(weight.shape, dtype=acc_dtype, device=weight.device)
+    rows = geo["C"] * geo["Eg"]
+    positions = geo["B"] * geo["S"]
+    blocks = math.ceil(positions / geo["BLOCK"])
+    # enough programs to fill a GPU (about 4 per row when there are few rows), whole blocks each
+    slices = max(1, min(blocks, math.ceil(2048 / rows)))
+    chunk = math.ceil(blocks / slices) * geo["BLOCK"]
+    grid = (rows, math.ceil(positions / chunk))
+    _kernels().weight_grad_kernel[grid](
+        q, x, pp, y, s, ap, grad_w, geo["B"], geo["C"], geo["E"], geo["Cg"], geo["Eg"], geo["D"], geo["H"],
+        geo["W"], chunk, RECTIFY=rectify, KD=geo["KD"], KH=geo["KH"], KW=geo["KW"], KPAD=geo["KPAD"],
+        BLOCK=geo["BLOCK"], ACC=_acc(weight.dtype),
+    )
+    return grad_w.to(weight.dtype)
+
+
+def forward(x: Tensor, s: Tensor, weight: Tensor, groups: int, eps: float, rectify: bool) -> tuple[Tensor, Tensor]:
+    """``(s' * (A^T(x) + eps) / (A^T(y) + eps), y = A(s'))``, s' = ReLU(s) if ``rectify`` else s."""
+    shape_x, shape_s = x.shape, s.shape
+    geo = _geometry(x, s, weight, groups)
+    x3, s3, w3 = _as_3d(x), _as_3d(s), _as_3d(weight)
+    y = _conv(s3, w3, geo, transpose=False, relu_src=rectify)
+    (out,) = _update(x3, y, s3, None, w3, eps, rectify, geo)
+    return out.view(shape_s), y.view(shape_x)
+
+
+def backward(grad: Tensor, x: Tensor, s: Tensor, weight: Tensor, y: Tensor, groups: int, eps: float,
+             rectify: bool, need_x: bool, need_s: bool, need_w: bool):
+    """Gradients w.r.t. x, s (before its ReLU when ``rectify``) and the filter; None where not needed."""
+    geo = _geometry(x, s, weight, groups)
+    x3, s3, w3, y3, g3 = _as_3d(x), _as_3d(s), _as_3d(weight), _as_3d(y), _as_3d(grad)
+    q, pp, gs = _update(x3, y3, s3, g3, w3, eps, rectify, geo)
+    grad_x = _conv(q, w3, geo, transpose=False).view(x.shape) if need_x else None
+    grad_s = grad_w = None
+    if need_s or need_w:
+        ap = _conv(pp, w3, geo, transpose=False)
+        if need_s:
+            grad_s = _conv(ap, w3, geo, transpose=True, base=gs, mask_src=s3 if rectify else None).view(s.shape)
+        if need_w:
+            grad_w = _weight_grad(q, x3, pp, y3, s3, ap, w3, rectify, geo).view(weight.shape)
+    return grad_x, grad_s, grad_w

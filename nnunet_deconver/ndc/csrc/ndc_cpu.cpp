@@ -1,0 +1,187 @@
+// ATen front end of the fused CPU NDC update: argument checks, channels-last layout, the filter
+// in lane order, threads (at::parallel_for) and the choice between the AVX2+FMA and the baseline
+// build of the kernels (ndc_kernels_impl.h). Exposed to Python as `forward` and `backward`; the
+// contract is the one of nnunet_deconver.ndc.backends (see its docstring). Registered as the
+// operators torch.ops.nnunet_deconver_cpp.forward / backward (CPU kernels, no autograd: the
+// Python operator around them owns the gradient); no Python bindings, which keeps the build short.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "ndc_geometry.h"
+
+namespace {
+
+bool use_avx2() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return supported;
+#else
+  return false;
+#endif
+}
+
+#define NDC_CALL(fn, T, ...) \
+  (use_avx2() ? ndc_avx2::fn<T>(__VA_ARGS__) : ndc_base::fn<T>(__VA_ARGS__))
+
+at::MemoryFormat channels_last(const at::Tensor& t) {
+  return t.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
+}
+
+NdcGeometry geometry(const at::Tensor& x, const at::Tensor& s, const at::Tensor& weight, int64_t groups) {
+  TORCH_CHECK(x.device().is_cpu() && s.device().is_cpu() && weight.device().is_cpu(),
+              "the C++ NDC kernel runs on CPU tensors only");
+  TORCH_CHECK(x.dim() == 4 || x.dim() == 5, "x must be (B, C, H, W) or (B, C, D, H, W)");
+  TORCH_CHECK(s.dim() == x.dim() && weight.dim() == x.dim(), "x, s and weight must have the same rank");
+  TORCH_CHECK(x.scalar_type() == s.scalar_type() && x.scalar_type() == weight.scalar_type(),
+              "x, s and weight must have the same dtype");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "float32 or float64 only");
+  NdcGeometry g{};
+  g.B = x.size(0);
+  g.C = x.size(1);
+  g.E = s.size(1);
+  g.G = groups;
+  TORCH_CHECK(groups >= 1 && g.C % groups == 0 && g.E % groups == 0, "groups must divide C and E");
+  g.cg = g.C / groups;
+  g.eg = g.E / groups;
+  TORCH_CHECK(s.size(0) == g.B && weight.size(0) == g.C && weight.size(1) == g.eg, "shapes do not fit");
+  for (int64_t d = 2; d < x.dim(); ++d) {
+    TORCH_CHECK(s.size(d) == x.size(d), "x and s differ in spatial size");
+    TORCH_CHECK(weight.size(d) % 2 == 1, "kernel sizes must be odd");
+  }
+  if (x.dim() == 5) {
+    g.N0 = x.size(2), g.N1 = x.size(3), g.N2 = x.size(4);
+    g.k0 = weight.size(2), g.k1 = weight.size(3), g.k2 = weight.size(4);
+  } else {
+    g.N0 = x.size(2), g.N1 = 1, g.N2 = x.size(3);
+    g.k0 = weight.size(2), g.k1 = 1, g.k2 = weight.size(3);
+  }
+  g.K = g.k0 * g.k1 * g.k2;
+  g.p0 = g.k0 / 2, g.p1 = g.k1 / 2, g.p2 = g.k2 / 2;
+  return g;
+}
+
+// Rows (or planes) per thread at least: small problems stay on one thread, where waking the
+// others would cost more than the work (about a million multiply-adds per task at least, some 0.1 ms).
+int64_t grain(const NdcGeometry& g, int64_t rows_per_item) {
+  const int64_t work = rows_per_item * g.N2 * g.E * g.K * g.cg;
+  return std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, work));
+}
+
+// V (C, E / G, *k) -> wt (cg, K, E), wt[cl][o][g * eg + jl] = V[g * cg + cl, jl, o]
+at::Tensor filter_lanes(const at::Tensor& weight, const NdcGeometry& g) {
+  return weight.contiguous().view({g.G, g.cg, g.eg, g.K}).permute({1, 3, 0, 2}).contiguous();
+}
+
+}  // namespace
+
+std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_in, const at::Tensor& weight,
+                                    int64_t groups, double eps, bool rectify) {
+  at::Tensor x = x_in, s = s_in;
+  const NdcGeometry g = geometry(x, s, weight, groups);
+  const auto fmt = channels_last(x);
+  x = x.contiguous(fmt);
+  s = s.contiguous(fmt);
+  const at::Tensor wt = filter_lanes(weight, g);
+  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(fmt));
+  at::Tensor out = at::empty(s.sizes(), s.options().memory_format(fmt));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ndc_forward", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    const scalar_t* wp = wt.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, g.rows(), grain(g, 1), [&](int64_t r0, int64_t r1) {
+      std::vector<scalar_t> scratch(synthesis_scratch(g));
+      NDC_CALL(synthesis_rows, scalar_t, g, sp, wp, yp, scratch.data(), r0, r1, rectify);
+    });
+    at::parallel_for(0, g.rows(), grain(g, 1), [&](int64_t r0, int64_t r1) {
+      std::vector<scalar_t> scratch(update_scratch(g));
+      std::vector<int64_t> tags(cache_tags(g));
+      NDC_CALL(update_rows, scalar_t, g, xp, yp, sp, wp, op, scratch.data(), tags.data(), r0, r1,
+               static_cast<scalar_t>(eps), rectify);
+    });
+  });
+  return {out, y};
+}
+
+std::vector<at::Tensor> ndc_backward(const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& s_in,
+                                     const at::Tensor& weight, const at::Tensor& y_in, int64_t groups, double eps,
+                                     bool rectify, bool need_x, bool need_s, bool need_w) {
+  at::Tensor grad = grad_in, x = x_in, s = s_in, y = y_in;
+  const NdcGeometry g = geometry(x, s, weight, groups);
+  const auto fmt = channels_last(x);
+  grad = grad.to(s.scalar_type()).contiguous(fmt);
+  x = x.contiguous(fmt);
+  s = s.contiguous(fmt);
+  y = y.contiguous(fmt);
+  TORCH_CHECK(grad.sizes() == s.sizes() && y.sizes() == x.sizes(), "grad / y shapes do not fit");
+  const at::Tensor wt = filter_lanes(weight, g);
+  const bool need_ap = need_s || need_w;
+  auto like = [&](const at::Tensor& t, bool needed) {
+    return needed ? at::empty(t.sizes(), t.options().memory_format(fmt)) : at::empty({0}, t.options());
+  };
+  at::Tensor grad_x = like(x, need_x), grad_s = like(s, need_s), ap = like(x, need_ap);
+  const int64_t nw = g.cg * g.K * g.E;
+  // one partial filter gradient per thread, summed in thread order: deterministic results
+  std::vector<std::vector<double>> parts(at::get_num_threads());
+  auto part_of_this_thread = [&]() -> double* {
+    std::vector<double>& part = parts.at(at::get_thread_num());
+    if (need_w && part.empty()) part.assign(nw, 0.0);
+    return part.data();
+  };
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ndc_backward", [&] {
+    const scalar_t eps_t = static_cast<scalar_t>(eps);
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    const scalar_t* yp = y.const_data_ptr<scalar_t>();
+    const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+    const scalar_t* wp = wt.const_data_ptr<scalar_t>();
+    scalar_t* gxp = need_x ? grad_x.mutable_data_ptr<scalar_t>() : nullptr;
+    scalar_t* gsp = need_s ? grad_s.mutable_data_ptr<scalar_t>() : nullptr;
+    scalar_t* app = need_ap ? ap.mutable_data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, g.planes(), grain(g, g.N1), [&](int64_t p0, int64_t p1) {
+      std::vector<scalar_t> scratch(backward_scratch(g));
+      std::vector<int64_t> tags(cache_tags(g));
+      NDC_CALL(backward_planes, scalar_t, g, xp, yp, sp, gp, wp, gsp, gxp, app, part_of_this_thread(),
+               scratch.data(), tags.data(), p0, p1, eps_t, rectify, need_x, need_s, need_w);
+    });
+    if (!need_ap) return;
+    at::parallel_for(0, g.rows(), grain(g, 1), [&](int64_t r0, int64_t r1) {
+      std::vector<scalar_t> scratch(adjoint_scratch(g));
+      std::vector<int64_t> tags(cache_tags(g));
+      NDC_CALL(adjoint_rows, scalar_t, g, app, sp, wp, gsp, part_of_this_thread(), scratch.data(), tags.data(),
+               r0, r1, rectify, need_s, need_w);
+    });
+  });
+  at::Tensor grad_w = at::empty({0}, weight.options());
+  if (need_w) {
+    std::vector<double> dw(nw, 0.0);
+    for (const auto& part : parts) {
+      for (int64_t i = 0; i < static_cast<int64_t>(part.size()); ++i) dw[i] += part[i];
+    }
+    grad_w = at::from_blob(dw.data(), {g.cg, g.K, g.G, g.eg}, at::TensorOptions().dtype(at::kDouble))
+                 .clone()
+                 .permute({2, 0, 3, 1})
+                 .reshape(weight.sizes())
+                 .to(weight.scalar_type());
+  }
+  return {grad_x, grad_s, grad_w};
+}
+
+TORCH_LIBRARY(nnunet_deconver_cpp, m) {
+  m.def("forward(Tensor x, Tensor s, Tensor weight, int groups, float eps, bool rectify) -> Tensor[]");
+  m.def("backward(Tensor grad, Tensor x, Tensor s, Tensor weight, Tensor y, int groups, float eps, bool rectify, "
+        "bool need_x, bool need_s, bool need_weight) -> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(nnunet_deconver_cpp, CPU, m) {
+  m.impl("forward", &ndc_forward);
+  m.impl("backward", &ndc_backward);
+}
