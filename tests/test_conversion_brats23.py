@@ -21,7 +21,7 @@ from dataset_conversion.Dataset502_BraTS23 import main
 NAME = "Dataset502_BraTS23"
 # BraTS'23: 1 NCR, 2 SNFH (edema), 3 ET; nnU-Net convention (as its Dataset137_BraTS21): 1 edema, 2 NCR, 3 ET
 EXPECTED_NNUNET_LABEL = {0: 0, 1: 2, 2: 1, 3: 3}
-# Regions evaluated by BraTS, in BraTS labels (SPEC section 4)
+# Regions evaluated by BraTS, in BraTS labels
 BRATS_REGIONS = {"whole tumor": (1, 2, 3), "tumor core": (1, 3), "enhancing tumor": (3,)}
 
 

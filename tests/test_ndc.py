@@ -51,7 +51,7 @@ def test_adjoint_identity(spatial, kernel, G):
 
 
 def _explicit_update(x, s, w, eps):
-    """One multiplicative update written with F.conv (no groups argument): the spec's formula."""
+    """One multiplicative update written with F.conv (no groups argument): the paper's formula."""
     num = _conv(x, w, 1, True) + eps
     den = _conv(_conv(s, w, 1, False), w, 1, True) + eps
     return s * num / den

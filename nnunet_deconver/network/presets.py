@@ -1,4 +1,4 @@
-"""The paper's four configurations (Ashtari et al., Tables I-III; SPEC.md section 2)."""
+"""The paper's four configurations (Ashtari et al., Tables I-III)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class Preset:
     batch_size: int
     epochs: int
     region_based: bool = False
-    # parameter counts of this structure (SPEC.md), by kernel size
+    # exact parameter counts of this structure (non-affine norms), by kernel size
     params: dict = field(default_factory=dict)
     # what the paper prints: parameters by kernel size (millions) and FLOPs per voxel
     paper_params_m: dict = field(default_factory=dict)
