@@ -18,15 +18,12 @@ import os
 import platform
 import sys
 import tempfile
-import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _measure import cpu_model  # noqa: E402
-from bench_hd95 import perturbed_ellipsoid  # noqa: E402
+from _machine import cpu_model
+import _repo  # noqa: F401  (the working tree's nnunet_deconver, not an installed copy)
+from bench_hd95 import median_time, perturbed_ellipsoid
 
 SHAPE = (240, 240, 155)
 REGIONS = {"whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
@@ -72,24 +69,24 @@ def main() -> int:
         targets = tuple(Target(n, tuple(v)) for n, v in REGIONS.items())
         allowed = frozenset({0, 1, 2, 3})
         reader = SimpleITKIO()
+
+        def read_both() -> None:
+            read_segmentation(reader, files["ref"], allowed, "reference")
+            read_segmentation(reader, files["pred"], allowed, "prediction")
+
+        def evaluate(paper: bool, challenge: str | None):
+            settings = Settings(targets, None, allowed, EmptyPenalty.parse("brats"), "directed-max", paper, challenge)
+            result = evaluate_case(CaseTask("all", "case", files["pred"], files["ref"], reader, settings))
+            assert result.error is None, result.error
+            return result
+
         rows = []
-        for label, paper, challenge in (("read + check both files only", None, None),
-                                        ("paper metrics (DSC, HD95)", True, None),
-                                        ("challenge metrics (BraTS 2023)", False, "brats23"),
-                                        ("all metrics", True, "brats23")):
-            times = []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                if paper is None:
-                    read_segmentation(reader, files["ref"], allowed, "reference")
-                    read_segmentation(reader, files["pred"], allowed, "prediction")
-                else:
-                    settings = Settings(targets, None, allowed, EmptyPenalty.parse("brats"), "directed-max",
-                                        paper, challenge)
-                    result = evaluate_case(CaseTask("all", "case", files["pred"], files["ref"], reader, settings))
-                    assert result.error is None, result.error
-                times.append(time.perf_counter() - t)
-            rows.append((label, float(np.median(times))))
+        for label, run in (("read + check both files only", read_both),
+                           ("paper metrics (DSC, HD95)", lambda: evaluate(True, None)),
+                           ("challenge metrics (BraTS 2023)", lambda: evaluate(False, "brats23")),
+                           ("all metrics", lambda: evaluate(True, "brats23"))):
+            seconds, result = median_time(run, args.repeats)
+            rows.append((label, seconds))
         print(f"volume {SHAPE}, median of {args.repeats} runs, one process\n")
         print(f"{'what':34s} {'seconds':>8s}")
         for label, t in rows:

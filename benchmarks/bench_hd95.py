@@ -20,16 +20,14 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _measure import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from nnunet_deconver.evaluation.metrics import dice, hd95, surface_mask  # noqa: E402
+from _machine import cpu_model
+import _repo  # noqa: F401  (the working tree's nnunet_deconver, not an installed copy)
+from nnunet_deconver.evaluation.metrics import dice, hd95, surface_mask
 
 SHAPE = (240, 240, 155)
 SPACING = (1.0, 1.0, 1.0)
@@ -70,7 +68,9 @@ def hd95_full_volume(pred: np.ndarray, ref: np.ndarray, spacing) -> float:
     return float(max(np.percentile(dr[sp], 95), np.percentile(dp[sr], 95)))
 
 
-def timeit(fn, repeats: int) -> tuple[float, float]:
+def median_time(fn, repeats: int) -> tuple[float, object]:
+    """Median seconds of ``repeats`` runs of ``fn`` (no warm-up: the first, cold run counts) and the last
+    run's result. Hand-written rather than ``torch.utils.benchmark``: numpy/scipy work, no torch."""
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -101,9 +101,9 @@ def main() -> int:
     print("-" * len(header))
     total = 0.0
     for name, (pred, ref) in cases.items():
-        t_hd, v_hd = timeit(lambda: hd95(pred, ref, SPACING), args.repeats)
-        t_d, v_d = timeit(lambda: dice(pred, ref), args.repeats)
-        t_full, v_full = timeit(lambda: hd95_full_volume(pred, ref, SPACING), max(1, args.repeats // 2))
+        t_hd, v_hd = median_time(lambda: hd95(pred, ref, SPACING), args.repeats)
+        t_d, v_d = median_time(lambda: dice(pred, ref), args.repeats)
+        t_full, v_full = median_time(lambda: hd95_full_volume(pred, ref, SPACING), max(1, args.repeats // 2))
         assert abs(v_full - v_hd) < 1e-9, (v_full, v_hd)
         v_pooled = hd95(pred, ref, SPACING, definition="pooled")
         total += t_hd + t_d
@@ -111,7 +111,7 @@ def main() -> int:
               f"{t_hd:8.3f} {t_d:8.3f} {t_full:10.3f}")
     pred, ref = cases["whole tumour (radii 38/32/26)"]
     empty = np.zeros(SHAPE, dtype=bool)
-    t_e, v_e = timeit(lambda: hd95(empty, ref, SPACING), args.repeats)
+    t_e, v_e = median_time(lambda: hd95(empty, ref, SPACING), args.repeats)
     print(f"{'one empty (penalty: diagonal)':32s} {int(ref.sum()):8d} {0:8d} {0.0:6.2f} {v_e:8.3f} {v_e:8.3f} "
           f"{t_e:8.3f}")
     print(f"\nthree regions of one case (DSC + HD95): {total:.3f} s")

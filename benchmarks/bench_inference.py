@@ -8,7 +8,7 @@ ConfigurationManager holding the patch size and a LabelManager with two labels, 
 method reads. Deconver runs with the NDC update on each CPU backend (``cpp``: fused C++ kernels;
 ``torch``: PyTorch's convolutions; ``NNUNET_DECONVER_NDC_BACKEND``). Reported: seconds per volume
 (median after a warm-up on a one-tile volume) and peak
-memory growth of one volume (fresh processes, see ``_measure.py``).
+memory growth of one volume (fresh processes, see ``_worker.py``).
 
 Run from the repository root::
 
@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import argparse
 
-from _measure import INPUT_CHANNELS, Case, Session, base_parser, bench_main, build_network, fmt_mb, fmt_ratio, \
-    fmt_s, markdown_table, measure, network_label, select_ndc_backend
+from _cli import add_patch_options, base_parser, bench_main, patch_edge
+from _format import fmt_mb, fmt_ratio, fmt_s, markdown_table
+from _machine import Session
+from _networks import INPUT_CHANNELS, build_network, network_label, select_ndc_backend
+from _protocol import measure
+from _worker import Case
 
 #: (network, NDC backend) of each row
 ROWS = (("deconver", "cpp"), ("deconver", "torch"), ("plainconvunet", None))
@@ -79,19 +83,20 @@ def build_case(spec: dict) -> Case:
 def report(args: argparse.Namespace, session: Session) -> str:
     """Measure both networks; the Markdown section."""
     size = args.size or (48 if args.quick else 128)
-    patch = args.patch or (32 if args.quick else 64)
+    patch = patch_edge(args)
     results = {
         (network, backend): measure(
             __file__, {"network": network, "size": size, "patch": patch, "tile_step": args.tile_step,
                        "backend": backend},
-            session.settings, row_label(network, backend))
+            session.settings, network_label(network, backend=backend))
         for network, backend in ROWS
     }
     plain = results[("plainconvunet", None)]
     rows = [
-        [row_label(*key), m.info.get("tiles", "n/a"), fmt_s(m.median("volume")), fmt_mb(m.growth_mb),
-         fmt_ratio(m.median("volume"), plain.median("volume")), fmt_ratio(m.growth_mb, plain.growth_mb)]
-        for key, m in results.items()
+        [network_label(network, backend=backend), m.info.get("tiles", "n/a"), fmt_s(m.median("volume")),
+         fmt_mb(m.growth_mb), fmt_ratio(m.median("volume"), plain.median("volume")),
+         fmt_ratio(m.growth_mb, plain.growth_mb)]
+        for (network, backend), m in results.items()
     ]
     intro = [
         f"nnU-Net's `nnUNetPredictor.predict_sliding_window_return_logits` on a {size}^3 two-channel volume, "
@@ -108,16 +113,11 @@ def report(args: argparse.Namespace, session: Session) -> str:
     return session.section("Sliding-window inference: Deconver vs nnU-Net's U-Net", intro, body)
 
 
-def row_label(network: str, backend: str | None) -> str:
-    """E.g. "Deconver ISLES'22, NDC cpp"."""
-    return network_label(network) + (f", NDC {backend}" if backend else "")
-
-
 def parser() -> argparse.ArgumentParser:
     """Command line of this benchmark."""
     p = base_parser(__doc__.splitlines()[0], reps=1)
     p.add_argument("--size", type=int, help="cubic volume edge (default 128; quick 48)")
-    p.add_argument("--patch", type=int, help="cubic patch edge (default 64; quick 32)")
+    add_patch_options(p, batch=False)
     p.add_argument("--tile-step", type=float, default=0.5, help="tile step as a fraction of the patch (default 0.5)")
     return p
 

@@ -1,8 +1,9 @@
 """Formulations and memory layouts of the block's kernels, compared on CPU (what was tried).
 
 Each row computes the same thing as the first row of its group (the largest difference is
-printed); time = fastest of ``--reps`` runs after one warm-up, in one process (the kernels are
-independent of each other; peak memory is not measured here). Groups, for a (B, C, *S) input
+printed); time = mean of ``--reps`` back-to-back runs after two warm-up runs
+(``torch.utils.benchmark.Timer.timeit`` at ``--threads`` threads), in one process (the kernels
+are independent of each other; peak memory is not measured here). Groups, for a (B, C, *S) input
 with E = R * C sources, groups = C:
 
 - NDC synthesis ``A(s)`` (B, E) -> (B, C): grouped convolution, contiguous and channels-last; a
@@ -39,21 +40,28 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from typing import Callable
 
-from _measure import Session, base_parser, fmt_s, in_process_settings, markdown_table, parse_sizes
+from _cli import base_parser, in_process_settings, parse_sizes
+from _format import fmt_s, log, markdown_table
+from _machine import Session
+
+METHOD = "mean of {reps} run(s) after two warm-up runs (`torch.utils.benchmark.Timer.timeit`)"
 
 
-def _fastest(fn: Callable[[], object], reps: int) -> tuple[float, object]:
-    out = fn()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+def mean_time(fn: Callable[[], object], reps: int) -> tuple[float, object]:
+    """Mean seconds of ``reps`` back-to-back runs of ``fn`` after two warm-up runs, at this process's
+    torch threads (``torch.utils.benchmark.Timer.timeit``), and the result of the last run."""
+    import torch
+    from torch.utils.benchmark import Timer
+
+    last: list[object] = []
+
+    def run() -> None:
+        last[:] = [fn()]
+
+    timer = Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads())
+    return timer.timeit(number=reps).mean, last[0]
 
 
 def groups_of_variants(batch: int, channels: int, ratio: int, kernel: int, size: tuple[int, ...]):  # noqa: C901
@@ -179,12 +187,12 @@ def block_variants(x, kernel: int) -> list[tuple[str, Callable[[], object]]]:
     import torch
     import torch.nn.functional as F
 
-    from nnunet_deconver.network.blocks import BlockConfig, DeconverBlock
+    from nnunet_deconver.network.blocks import BlockSpec, DeconverBlock
 
     dims, channels = x.dim() - 2, x.shape[1]
     last = torch.channels_last_3d if dims == 3 else torch.channels_last
     torch.manual_seed(0)
-    block = DeconverBlock(channels, (kernel,) * dims, BlockConfig())
+    block = DeconverBlock(BlockSpec(channels, (kernel,) * dims))
     upstream = torch.randn(x.shape)
 
     def conv(m, h):  # the pointwise module as the 1x1 convolution, in h's layout
@@ -233,13 +241,13 @@ def report(args: argparse.Namespace, session: Session) -> str:
     size = parse_sizes(args.size or ("16x16x16" if args.quick else "64x64x64"))[0]
     channels = args.channels or (16 if args.quick else 64)
     reps = session.settings.reps
-    rows, best = [], {}
+    rows, times = [], {}
     for group, variants in groups_of_variants(args.batch, channels, args.ratio, args.kernel, size).items():
-        print(f"  {group}", file=sys.stderr, flush=True)
+        log(f"  {group}")
         reference_time, reference = None, None
         for name, fn in variants:
-            seconds, out = _fastest(fn, reps)
-            best[(group, name)] = seconds
+            seconds, out = mean_time(fn, reps)
+            times[(group, name)] = seconds
             if reference is None:
                 reference_time, reference, diff = seconds, out, "reference"
             else:
@@ -247,28 +255,29 @@ def report(args: argparse.Namespace, session: Session) -> str:
                 diff = f"{(out.float() - reference.float()).abs().max().item() / scale:.1e}"
             rows.append([group, name, fmt_s(seconds), f"{seconds / reference_time:.2f}x", diff])
     intro = [
-        f"One process, fastest of {reps} run(s) after a warm-up; batch {args.batch}, "
+        f"One process, {METHOD.format(reps=reps)}; batch {args.batch}, "
         f"{'x'.join(map(str, size))}, C = {channels}, R = {args.ratio}, k = {args.kernel}, float32, "
         f"torch {torch.__version__}. \"vs first\": time relative to the group's first row; \"max diff\": largest "
         "absolute difference from the first row's result, relative to its largest value.",
     ]
     body = markdown_table(["kernel", "formulation / layout", "s", "vs first", "max diff"], rows, "llrrr")
-    body += ["", *fused_against_copy(args, size, channels, best)]
+    body += ["", *fused_against_copy(args, size, channels, times)]
     return session.section("Kernel formulations and layouts (what was tried)", intro, body)
 
 
 def fused_against_copy(args: argparse.Namespace, size: tuple[int, ...], channels: int,
-                       best: dict[tuple[str, str], float]) -> list[str]:
+                       times: dict[tuple[str, str], float]) -> list[str]:
     """The fused kernels' effective bandwidth (least traffic / time) against the copy's, and their FLOP rate."""
     import math
 
     voxels = args.batch * math.prod(size)
     sources, taps = args.ratio * channels, args.kernel ** len(size)
-    copy_rate = 2 * sources * voxels * 4 / best[("one pass over a (B, E, *S) tensor", "copy into an existing buffer")]
+    copy_seconds = times[("one pass over a (B, E, *S) tensor", "copy into an existing buffer")]
+    copy_rate = 2 * sources * voxels * 4 / copy_seconds
     rows = []
     for group, values, fmas in (("NDC update forward", 3 * sources + 3 * channels, 3),
                                 ("NDC update backward (grad s shown)", 6 * sources + 5 * channels, 8)):
-        seconds = best[(group, "cpp backend (fused)")]
+        seconds = times[(group, "cpp backend (fused)")]
         rate = values * voxels * 4 / seconds
         rows.append([group.split(" (")[0], fmt_s(seconds), f"{rate / 1e9:.1f}", f"{rate / copy_rate:.0%}",
                      f"{2 * fmas * taps * sources * voxels / seconds / 1e9:.0f}"])
@@ -289,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     args = p.parse_args(argv)
     settings = in_process_settings(args, reps=args.reps or (1 if args.quick else args.default_reps))
-    print(report(args, Session(settings, method="one process; fastest of the timed runs after a warm-up")))
+    print(report(args, Session(settings, method="one process; " + METHOD.format(reps=settings.reps))))
     return 0
 
 

@@ -3,7 +3,7 @@
 For each case (channels C, ratio R, kernel k, groups = C, batch B, spatial size S): forward time,
 forward + backward time and peak memory growth of forward + backward, for three implementations:
 ``ndc`` with ``NNUNET_DECONVER_NDC_BACKEND=cpp`` (the fused C++ kernels) and ``=torch`` (PyTorch's
-convolutions), and ``ndc_reference``; each measurement in a fresh process (see ``_measure.py``).
+convolutions), and ``ndc_reference``; each measurement in a fresh process (see ``_worker.py``).
 Inputs are (B, C, *S) / (B, R*C, *S) tensors and a (C, R, *k) filter, all nonnegative leaves
 requiring grad; the forward is timed with autograd recording (as in training); the backward takes
 a random upstream gradient created with the inputs, before the memory baseline. Targets: cpp /
@@ -21,8 +21,12 @@ import argparse
 import itertools
 from typing import Callable, Sequence
 
-from _measure import Case, Session, base_parser, bench_main, fmt_mb, fmt_ratio, fmt_s, markdown_table, measure, \
-    parse_ints, parse_sizes, select_ndc_backend
+from _cli import base_parser, bench_main, parse_ints, parse_sizes
+from _format import fmt_mb, fmt_ratio, fmt_s, markdown_table
+from _machine import Session
+from _networks import select_ndc_backend
+from _protocol import measure
+from _worker import Case
 
 IMPLEMENTATIONS = {"cpp": "`ndc`, cpp", "torch": "`ndc`, torch", "plain": "`ndc_reference`"}
 TIME_TARGET, MEMORY_TARGET = 0.10, 0.25  # cpp / plain, forward + backward

@@ -8,7 +8,7 @@ PyTorch's convolutions), the same with ``checkpoint_levels=[0]`` (full-resolutio
 recompute activations in backward), and PlainConvUNet as nnU-Net's default plans build it for a
 64^3 patch (5 stages, 32-320 features).
 Reported: seconds per step (median, after one warm-up step), peak memory growth of one step
-(activations, gradients and AdamW state; each in a fresh process, see ``_measure.py``),
+(activations, gradients and AdamW state; each in a fresh process, see ``_worker.py``),
 parameters and forward FLOPs per voxel (every convolution, PyTorch's FlopCounterMode, counted on
 a smaller patch).
 
@@ -24,8 +24,12 @@ import argparse
 import math
 from typing import Callable
 
-from _measure import INPUT_CHANNELS, Case, Session, base_parser, bench_main, build_network, fmt_mb, fmt_ratio, \
-    fmt_s, markdown_table, measure, network_label, select_ndc_backend
+from _cli import add_patch_options, base_parser, batch_size, bench_main, patch_edge
+from _format import fmt_mb, fmt_ratio, fmt_s, markdown_table
+from _machine import Session
+from _networks import INPUT_CHANNELS, build_network, network_label, select_ndc_backend
+from _protocol import measure
+from _worker import Case
 
 #: the rows: (network, checkpoint_levels, huge-page allocation, NDC backend); each is compared
 #: with PlainConvUNet under the same allocator
@@ -75,8 +79,7 @@ def build_case(spec: dict) -> Case:
 
 def report(args: argparse.Namespace, session: Session) -> str:
     """Measure every network; the Markdown section."""
-    patch = args.patch or (32 if args.quick else 64)
-    batch = args.batch or (1 if args.quick else 2)
+    patch, batch = patch_edge(args), batch_size(args)
     results = []
     for network, levels, thp, backend in ROWS:
         spec = {"network": network, "checkpoint_levels": levels, "patch": patch, "batch": batch,
@@ -115,15 +118,13 @@ def report(args: argparse.Namespace, session: Session) -> str:
 
 def row_label(network: str, levels: list[int], thp: bool, backend: str | None = None) -> str:
     """E.g. "Deconver ISLES'22 (checkpoint_levels=[0]), NDC cpp, huge pages"."""
-    ndc = f", NDC {backend}" if backend else ""
-    return f"{network_label(network, levels)}{ndc}, {'huge pages' if thp else 'malloc'}"
+    return f"{network_label(network, levels, backend)}, {'huge pages' if thp else 'malloc'}"
 
 
 def parser() -> argparse.ArgumentParser:
     """Command line of this benchmark."""
     p = base_parser(__doc__.splitlines()[0], reps=2)
-    p.add_argument("--patch", type=int, help="cubic patch edge (default 64; quick 32)")
-    p.add_argument("--batch", type=int, help="batch size (default 2; quick 1)")
+    add_patch_options(p)
     p.add_argument("--flops-patch", type=int, default=32, help="patch edge FLOPs are counted on (default 32)")
     return p
 

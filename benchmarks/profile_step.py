@@ -29,7 +29,10 @@ import time
 from collections import defaultdict
 
 import bench_step
-from _measure import Session, base_parser, in_process_settings, log, markdown_table, network_label
+from _cli import add_patch_options, base_parser, batch_size, in_process_settings, patch_edge
+from _format import log, markdown_table
+from _machine import Session
+from _networks import network_label
 
 CATEGORIES = (
     "NDC update: fused C++ kernels",
@@ -114,8 +117,7 @@ def profile_network(network: str, patch: int, batch: int, backend: str) -> tuple
 
 
 def report(args: argparse.Namespace, session: Session) -> str:
-    patch = args.patch or (32 if args.quick else 64)
-    batch = args.batch or (1 if args.quick else 2)
+    patch, batch = patch_edge(args), batch_size(args)
     results = {name: profile_network(name, patch, batch, args.ndc_backend) for name in ("deconver", "plainconvunet")}
     labels = [network_label(name) for name in results]
     rows = []
@@ -137,8 +139,7 @@ def report(args: argparse.Namespace, session: Session) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = base_parser(__doc__.splitlines()[0], reps=1)
-    p.add_argument("--patch", type=int, help="cubic patch edge (default 64; quick 32)")
-    p.add_argument("--batch", type=int, help="batch size (default 2; quick 1)")
+    add_patch_options(p)
     p.add_argument("--ndc-backend", choices=("cpp", "torch"), default="cpp", help="NDC backend (default cpp)")
     args = p.parse_args(argv)
     settings = in_process_settings(args, reps=1)

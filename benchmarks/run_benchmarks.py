@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from _measure import REPO_ROOT, log
+from _format import log
+from _repo import REPO_ROOT
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "_results"

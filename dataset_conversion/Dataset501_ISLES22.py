@@ -18,11 +18,14 @@ from typing import Sequence
 
 import numpy as np
 
-from dataset_conversion._common import (Case, CaseResult, DatasetDefinition, Discovery, find_layout_root,
-                                        nifti_files, pick_single, script_main, visible_children, volume_strata)
-from dataset_conversion._discovery import unusable
+from dataset_conversion._discovery import find_layout_root, nifti_files, pick_single, unusable, visible_children
+from dataset_conversion._model import Case, CaseResult, DatasetDefinition, Discovery
+from dataset_conversion._splits import volume_strata
+from nnunet_deconver.cli.convert import script_main
+from nnunet_deconver.paper import get_dataset
 
-TITLE = "ISLES'22"
+#: Id, name and title as in the paper's registry (the same for the command line and the evaluation).
+PAPER = get_dataset("isles22")
 SUBJECT = re.compile(r"^sub-[A-Za-z0-9]+$")
 #: BIDS folders that hold no subjects (not reported as unexpected).
 BIDS_FOLDERS = ("derivatives", "rawdata", "sourcedata", "code", "phenotype", "stimuli")
@@ -45,7 +48,7 @@ def _looks_like_isles(folder: Path) -> bool:
 
 def discover(raw: Path) -> Discovery:
     """Find every subject's DWI, ADC and lesion mask (top level or under ``rawdata/``)."""
-    root = find_layout_root(raw, _looks_like_isles, TITLE, EXPECTED_LAYOUT)
+    root = find_layout_root(raw, _looks_like_isles, PAPER.title, EXPECTED_LAYOUT)
     subjects: dict[str, list[Path]] = {}
     for folder in (root, root / "rawdata"):
         for subject in _subject_dirs(folder):
@@ -97,10 +100,7 @@ def convert_case(case: Case, out_folder: Path | None) -> CaseResult:
 
 
 DEFINITION = DatasetDefinition(
-    key="isles22",
-    default_id=501,
-    name="ISLES22",
-    title=TITLE,
+    paper=PAPER,
     expected_layout=EXPECTED_LAYOUT,
     channel_names={0: "DWI", 1: "ADC"},
     labels={"background": 0, "stroke lesion": 1},
@@ -119,7 +119,7 @@ DEFINITION = DatasetDefinition(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
-    return script_main("isles22", argv)
+    return script_main(DEFINITION, argv)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,15 @@ from typing import Sequence
 
 import numpy as np
 
-from dataset_conversion._common import (Case, CaseResult, DatasetDefinition, Discovery, find_layout_root,
-                                        nifti_files, pick_single, script_main, visible_children, volume_strata)
-from dataset_conversion._discovery import unusable
+from dataset_conversion._discovery import find_layout_root, nifti_files, pick_single, unusable, visible_children
+from dataset_conversion._model import Case, CaseResult, DatasetDefinition, Discovery
+from dataset_conversion._splits import volume_strata
 from dataset_conversion.brats_labels import NNUNET_REGION_LABELS, REGIONS_CLASS_ORDER
+from nnunet_deconver.cli.convert import script_main
+from nnunet_deconver.paper import get_dataset
 
-TITLE = "BraTS'23"
+#: Id, name and title as in the paper's registry (the same for the command line and the evaluation).
+PAPER = get_dataset("brats23")
 CASE = re.compile(r"^BraTS-[A-Za-z]+-\d+-\d+$")
 MODALITIES = ("t1n", "t1c", "t2w", "t2f")
 EXPECTED_LAYOUT = """\
@@ -45,7 +48,7 @@ def _case_dirs(folder: Path) -> list[Path]:
 
 def discover(raw: Path) -> Discovery:
     """Find every case folder's four modalities and segmentation."""
-    root = find_layout_root(raw, lambda d: bool(_case_dirs(d)), TITLE, EXPECTED_LAYOUT)
+    root = find_layout_root(raw, lambda d: bool(_case_dirs(d)), PAPER.title, EXPECTED_LAYOUT)
     found = Discovery()
     found.warnings.extend(f"{d}: folder matches no expected name (BraTS-XXX-NNNNN-NNN); ignored"
                           for d in visible_children(root, dirs=True) if not CASE.match(d.name))
@@ -79,10 +82,7 @@ def convert_case(case: Case, out_folder: Path | None) -> CaseResult:
 
 
 DEFINITION = DatasetDefinition(
-    key="brats23",
-    default_id=502,
-    name="BraTS23",
-    title=TITLE,
+    paper=PAPER,
     expected_layout=EXPECTED_LAYOUT,
     channel_names={0: "T1n", 1: "T1c", 2: "T2w", 3: "T2f"},
     labels=NNUNET_REGION_LABELS,
@@ -103,7 +103,7 @@ DEFINITION = DatasetDefinition(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
-    return script_main("brats23", argv)
+    return script_main(DEFINITION, argv)
 
 
 if __name__ == "__main__":

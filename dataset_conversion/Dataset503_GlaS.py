@@ -24,12 +24,15 @@ from typing import Sequence
 
 import numpy as np
 
-from dataset_conversion._common import (NATURAL_IMAGE_2D, Case, CaseResult, ConversionError, DatasetDefinition,
-                                        Discovery, find_layout_root, list_folder, metadata_strata, script_main,
-                                        visible_children)
+from dataset_conversion._discovery import find_layout_root, list_folder, visible_children
+from dataset_conversion._model import NATURAL_IMAGE_2D, Case, CaseResult, ConversionError, DatasetDefinition, Discovery
+from dataset_conversion._splits import metadata_strata
+from nnunet_deconver.cli.convert import script_main
 from nnunet_deconver.errors import os_error_message
+from nnunet_deconver.paper import get_dataset
 
-TITLE = "GlaS"
+#: Id, name and title as in the paper's registry (the same for the command line and the evaluation).
+PAPER = get_dataset("glas")
 FILE = re.compile(r"^(train|testA|testB)_0*(\d+)(_anno)?\.(?i:bmp|png|tif|tiff)$")
 GRADES = ("benign", "malignant")
 IMAGE_SUFFIXES = (".bmp", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -110,7 +113,7 @@ def _looks_like_glas(folder: Path) -> bool:
 
 def discover(raw: Path) -> Discovery:
     """Pair every image with its ``_anno`` file and its grade from ``Grade.csv``."""
-    root = find_layout_root(raw, _looks_like_glas, TITLE, EXPECTED_LAYOUT)
+    root = find_layout_root(raw, _looks_like_glas, PAPER.title, EXPECTED_LAYOUT)
     found = Discovery()
     files: dict[tuple[str, bool], list[Path]] = {}
     origin_of: dict[str, str] = {}
@@ -173,10 +176,7 @@ def convert_case(case: Case, out_folder: Path | None) -> CaseResult:
 
 
 DEFINITION = DatasetDefinition(
-    key="glas",
-    default_id=503,
-    name="GlaS",
-    title=TITLE,
+    paper=PAPER,
     expected_layout=EXPECTED_LAYOUT,
     **NATURAL_IMAGE_2D,
     labels={"background": 0, "gland": 1},
@@ -194,7 +194,7 @@ DEFINITION = DatasetDefinition(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
-    return script_main("glas", argv)
+    return script_main(DEFINITION, argv)
 
 
 if __name__ == "__main__":

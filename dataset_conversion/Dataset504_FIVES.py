@@ -21,12 +21,15 @@ from typing import Sequence
 
 import numpy as np
 
-from dataset_conversion._common import (NATURAL_IMAGE_2D, Case, CaseResult, DatasetDefinition, Discovery,
-                                        find_layout_root, list_folder, metadata_strata, script_main,
-                                        visible_children)
+from dataset_conversion._discovery import find_layout_root, list_folder, visible_children
+from dataset_conversion._model import NATURAL_IMAGE_2D, Case, CaseResult, DatasetDefinition, Discovery
+from dataset_conversion._splits import metadata_strata
+from nnunet_deconver.cli.convert import script_main
 from nnunet_deconver.errors import path_problem
+from nnunet_deconver.paper import get_dataset
 
-TITLE = "FIVES"
+#: Id, name and title as in the paper's registry (the same for the command line and the evaluation).
+PAPER = get_dataset("fives")
 SPLITS = ("train", "test")
 FILE = re.compile(r"^0*(\d+)_([A-Za-z])\.(?i:png)$")
 CATEGORIES = {"A": "age-related macular degeneration", "D": "diabetic retinopathy", "G": "glaucoma", "N": "normal"}
@@ -97,7 +100,7 @@ def _pair(split: str, number: int, images: list[tuple[str, Path]], truths: list[
 
 def discover(raw: Path) -> Discovery:
     """Pair ``{train,test}/Original/N_C.png`` with ``{train,test}/Ground truth/N_C.png``."""
-    root = find_layout_root(raw, lambda d: any(_child(d, s) for s in SPLITS), TITLE, EXPECTED_LAYOUT)
+    root = find_layout_root(raw, lambda d: any(_child(d, s) for s in SPLITS), PAPER.title, EXPECTED_LAYOUT)
     found = Discovery()
     found.warnings.extend(_unexpected_folders(root, SPLITS))
     for split in SPLITS:
@@ -138,10 +141,7 @@ def convert_case(case: Case, out_folder: Path | None) -> CaseResult:
 
 
 DEFINITION = DatasetDefinition(
-    key="fives",
-    default_id=504,
-    name="FIVES",
-    title=TITLE,
+    paper=PAPER,
     expected_layout=EXPECTED_LAYOUT,
     **NATURAL_IMAGE_2D,
     labels={"background": 0, "vessel": 1},
@@ -159,7 +159,7 @@ DEFINITION = DatasetDefinition(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
-    return script_main("fives", argv)
+    return script_main(DEFINITION, argv)
 
 
 if __name__ == "__main__":

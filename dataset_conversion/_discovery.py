@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from dataset_conversion._errors import ConversionError
+from dataset_conversion._model import ConversionError
 from nnunet_deconver.errors import os_error_message, path_problem
 
 

@@ -1,58 +1,62 @@
 """Reading, checking and writing the images of the four data sets.
 
-3D volumes (ISLES'22, BraTS'23) go through SimpleITK, 2D images (GlaS, FIVES) through Pillow. Every
-reader turns a failure into a :class:`ConversionError` naming the case, the file and the problem.
+3D volumes (ISLES'22, BraTS'23) go through SimpleITK, after a check of the whole NIfTI file against
+its header (read by nibabel, see :func:`scan_nifti`); 2D images (GlaS, FIVES) go through Pillow.
+Every reader turns a failure into a :class:`ConversionError` naming the case, the file and the
+problem.
 """
 
 from __future__ import annotations
 
 import gzip
 import shutil
-import struct
 import zlib
 from pathlib import Path
 from typing import Callable, Collection, Sequence
 
+import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from nibabel.spatialimages import HeaderDataError
 from PIL import Image
 
-from dataset_conversion._common import Case, CaseResult, ConversionError
+from dataset_conversion._model import Case, CaseResult, ConversionError
 from nnunet_deconver.errors import describe_os_error, os_error_message
 
 #: Spacing (mm), origin (mm) and direction cosines of two volumes may differ by this much.
 GRID_TOLERANCE = 1e-3
+#: Bytes that hold a NIfTI-1 (348) or NIfTI-2 (540) header.
+_HEADER_BYTES = max(nib.Nifti1Header.sizeof_hdr, nib.Nifti2Header.sizeof_hdr)
 
 
 # --------------------------------------------------------------------------------------------
-# 3D (NIfTI through SimpleITK)
+# 3D (NIfTI: header through nibabel, voxels through SimpleITK)
 # --------------------------------------------------------------------------------------------
-
-
-#: NIfTI datatype code -> NumPy float type (the types that can hold NaN or infinity).
-_NIFTI_FLOATS = {16: "f4", 64: "f8"}
 
 
 def _nifti_layout(header: bytes) -> tuple[int, int, np.dtype | None] | None:
     """(bytes the file must hold, byte offset of the voxels, their dtype if floating point) of a
-    single-file NIfTI-1/2 header; None if ``header`` is not one."""
-    for endian in "<>":
-        sizeof_hdr = struct.unpack(endian + "i", header[:4])[0] if len(header) >= 4 else 0
-        if sizeof_hdr == 348 and len(header) >= 348 and header[344:347] == b"n+1":
-            dims = struct.unpack(endian + "8h", header[40:56])
-            datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
-            offset = int(struct.unpack(endian + "f", header[108:112])[0])
-        elif sizeof_hdr == 540 and len(header) >= 540 and header[4:7] == b"n+2":
-            dims = struct.unpack(endian + "8q", header[16:80])
-            datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
-            offset = struct.unpack(endian + "q", header[168:176])[0]
-        else:
+    single-file NIfTI-1/2 header (read by nibabel); None if ``header`` is not one."""
+    for header_class in (nib.Nifti1Header, nib.Nifti2Header):
+        block = header[:header_class.sizeof_hdr]
+        if not header_class.may_contain_header(block):
             continue
-        n_dims = min(max(int(dims[0]), 0), 7)
-        voxels = int(np.prod([max(int(d), 1) for d in dims[1:1 + n_dims]], dtype=np.int64))
-        offset = max(int(offset), sizeof_hdr)
-        dtype = np.dtype(endian + _NIFTI_FLOATS[datatype]) if datatype in _NIFTI_FLOATS else None
-        return offset + voxels * max(int(bitpix), 0) // 8, offset, dtype
+        try:
+            parsed = header_class(block, check=False)
+            if parsed["magic"].item() != header_class.single_magic:  # a .hdr / .img pair: no voxels here
+                continue
+            shape = parsed.get_data_shape()
+            try:
+                dtype: np.dtype | None = parsed.get_data_dtype()
+                item_size = dtype.itemsize
+            except HeaderDataError:  # a datatype nibabel does not know: bitpix still gives the size
+                dtype, item_size = None, max(int(parsed["bitpix"]), 0) // 8
+        except (HeaderDataError, ValueError):
+            continue
+        voxels = int(np.prod([max(int(d), 1) for d in shape], dtype=np.int64))
+        offset = max(int(parsed.get_data_offset()), header_class.sizeof_hdr)
+        floating = dtype if dtype is not None and dtype.kind == "f" else None
+        return offset + voxels * item_size, offset, floating
     return None
 
 
@@ -67,7 +71,7 @@ def scan_nifti(path: Path) -> tuple[str | None, int, int]:
     counts = [0, 0]
     try:
         with opener(path, "rb") as handle:
-            header = handle.read(540)
+            header = handle.read(_HEADER_BYTES)
             layout = _nifti_layout(header)
             size, pending, chunk = 0, b"", header
             while chunk:

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from dataset_conversion._errors import ConversionError
+from dataset_conversion._model import ConversionError
 from nnunet_deconver.errors import os_error_message, path_problem
 from nnunet_deconver.signals import deferred_signals
 

@@ -3,12 +3,12 @@
 BraTS'23 (glioma) labels: 0 background, 1 necrotic tumour core (NCR), 2 peritumoral edema (SNFH),
 3 enhancing tumour (ET). The evaluated regions are WT = {1, 2, 3}, TC = {1, 3}, ET = {3}.
 
-nnU-Net's region-based training (documentation/region_based_training.md, and its own BraTS
-conversions ``Dataset137_BraTS21``) wants label values ordered so that each region is a set of
-labels and the regions nest in ``regions_class_order``: after sigmoid prediction nnU-Net writes
-``regions_class_order[i]`` wherever region ``i`` is predicted, in order, so later regions overwrite
-earlier ones. With regions (WT, TC, ET) and ``regions_class_order = (1, 2, 3)`` this gives
-1 = WT only (edema), 2 = TC but not ET (necrosis), 3 = ET. Hence the mapping
+nnU-Net's region-based training (as documented by nnU-Net and done in its own BraTS 2021
+conversion) wants label values ordered so that each region is a set of labels and the regions nest
+in ``regions_class_order``: after sigmoid prediction nnU-Net writes ``regions_class_order[i]``
+wherever region ``i`` is predicted, in order, so later regions overwrite earlier ones. With
+regions (WT, TC, ET) and ``regions_class_order = (1, 2, 3)`` this gives 1 = WT only (edema),
+2 = TC but not ET (necrosis), 3 = ET. Hence the mapping
 
     BraTS 0 -> 0,  BraTS 2 (SNFH) -> 1,  BraTS 1 (NCR) -> 2,  BraTS 3 (ET) -> 3
 
@@ -20,17 +20,16 @@ Command line: ``nnunet-deconver brats-labels IN_FOLDER OUT_FOLDER`` or
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from dataset_conversion._common import (ConversionError, add_brats_labels_arguments, format_problems,
-                                        parallel_map, report_errors)
-from nnunet_deconver.errors import os_error_message, path_problem
+from dataset_conversion._model import ConversionError, format_problems
 from dataset_conversion._output import atomic_output_folder, overlap_problem
+from dataset_conversion._pool import parallel_map
+from nnunet_deconver.errors import os_error_message, path_problem
 
 #: BraTS'23 label -> Dataset502 label.
 BRATS_TO_NNUNET: dict[int, int] = {0: 0, 1: 2, 2: 1, 3: 3}
@@ -141,30 +140,12 @@ def convert_prediction_folder(input_folder: str | Path, output_folder: str | Pat
     return [target_dir / p.name for p in sources]
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    """``nnunet-deconver brats-labels``: errors are printed, not raised."""
-
-    def run() -> int:
-        notes: list[str] = []
-        try:
-            written = convert_prediction_folder(args.input_folder, args.output_folder, args.num_workers,
-                                                not args.no_progress, args.overwrite, notes)
-        finally:
-            for note in notes:
-                print(f"note: {note}")
-        print(f"wrote {len(written)} file(s) with BraTS labels (0 background, 1 NCR, 2 SNFH, 3 ET) "
-              f"to {args.output_folder}")
-        return 0
-
-    return report_errors(run)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dataset_conversion.brats_labels IN_FOLDER OUT_FOLDER``."""
-    parser = argparse.ArgumentParser(prog="python -m dataset_conversion.brats_labels",
-                                     description="Convert Dataset502_BraTS23 predictions back to BraTS'23 labels.")
-    add_brats_labels_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
+    """``python -m dataset_conversion.brats_labels IN_FOLDER OUT_FOLDER``: the ``brats-labels`` command
+    (:mod:`nnunet_deconver.cli.brats_labels`); returns the exit code."""
+    from nnunet_deconver.cli.brats_labels import script_main
+
+    return script_main(argv)
 
 
 if __name__ == "__main__":

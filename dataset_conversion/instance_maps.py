@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from dataset_conversion._common import Case, ConversionError
+from dataset_conversion._model import Case, ConversionError
 
 __all__ = ["INSTANCES_FOLDER", "instance_map_name", "numbered_instances", "keeping_instances"]
 

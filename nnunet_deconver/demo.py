@@ -12,13 +12,15 @@ nnU-Net folders are never touched.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from nnunet_deconver.errors import DeconverError
+from nnunet_deconver.workers import default_workers
 
 DEMO_ID = 990
 DEMO_NAME = "DeconverDemo"
@@ -36,7 +38,7 @@ def _run(args: list[str], env: dict) -> None:
     print("$ " + " ".join(args), flush=True)
     result = subprocess.run(cmd, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"{args[0]} failed with exit code {result.returncode}")
+        raise DeconverError(f"{args[0]} failed with exit code {result.returncode} (its output is above)")
 
 
 def run_demo(folder: Path, n_train: int = 9, n_test: int = 3, min_dice: float = 0.5, seed: int = 0) -> float:
@@ -53,10 +55,9 @@ def run_demo(folder: Path, n_train: int = 9, n_test: int = 3, min_dice: float = 
     paths = {name: folder / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     for p in paths.values():
         p.mkdir(parents=True)
-    # nnU-Net spawns 8 worker processes by default (export, checks): use as many as there are cores
-    workers = str(min(8, os.cpu_count() or 1))
+    # nnU-Net spawns 8 worker processes by default (export, checks): no more than there are cores
     env = {**os.environ, **{k: str(v) for k, v in paths.items()}, "nnUNet_compile": "f",
-           "nnUNet_def_n_proc": os.environ.get("nnUNet_def_n_proc", workers)}
+           "nnUNet_def_n_proc": os.environ.get("nnUNet_def_n_proc", str(default_workers()))}
     started = time.time()
 
     _step(f"1/5 writing {n_train + n_test} synthetic cases (2 channels, 32^3 voxels) under {paths['nnUNet_raw']}")
@@ -85,26 +86,3 @@ def run_demo(folder: Path, n_train: int = 9, n_test: int = 3, min_dice: float = 
     mean = float(np.mean(scores))
     print(f"  {'mean':<24} Dice {mean:.3f}   (total {(time.time() - started) / 60:.1f} min)")
     return mean
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    mean = run_demo(Path(args.folder), args.train_cases, args.test_cases, args.min_dice)
-    if mean < args.min_dice:
-        print(f"demo FAILED: mean held-out Dice {mean:.3f} < {args.min_dice}", file=sys.stderr)
-        return 1
-    print(f"demo passed: mean held-out Dice {mean:.3f} >= {args.min_dice}")
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add the ``demo`` subcommand."""
-    parser = subparsers.add_parser(
-        "demo", help="plan, train, predict and score Deconver on a synthetic data set (CPU, ~10 min)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--folder", default="nnunet_deconver_demo",
-                        help="working folder, replaced if it exists (default ./nnunet_deconver_demo)")
-    parser.add_argument("--train-cases", type=int, default=9)
-    parser.add_argument("--test-cases", type=int, default=3)
-    parser.add_argument("--min-dice", type=float, default=0.5, help="fail below this mean held-out Dice")
-    parser.set_defaults(func=_run_cli)

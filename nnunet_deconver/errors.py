@@ -1,4 +1,9 @@
-"""One way to put an operating-system error into words, for every command of the project.
+"""The project's errors: one base class for every problem a user can fix, and one way to put an
+operating-system error into words.
+
+:class:`DeconverError` is the base of the areas' own errors (the conversion's, the evaluation's,
+the preset plans'); the command line prints any of them as one ``PROG: error: MESSAGE`` line with
+exit code 1.
 
 ``convert``, ``brats-labels``, ``plan`` and the top-level command turn an :class:`OSError` into one
 line with :func:`os_error_message`: the file, what was being done and the
@@ -35,6 +40,14 @@ _REASONS: dict[int, str] = {
     errno.EMFILE: "too many open files",
     errno.EBUSY: "device or resource busy",
 }
+
+
+class DeconverError(Exception):
+    """A problem with the user's input or output (bad or missing file, refused target, wrong data
+    set): the message names the file or case and says what is wrong and, where it can, what to do.
+
+    The command line prints it as one line, ``PROG: error: MESSAGE``, and exits with code 1.
+    """
 
 
 def describe_os_error(exc: OSError) -> str:

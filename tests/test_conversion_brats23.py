@@ -13,10 +13,10 @@ import pytest
 from _conversion_checks import (check_splits, check_volumes, existing_dataset, expect_failure, load_json,
                                 run_module, verify_with_nnunet)
 from _conversion_synth import make_brats, read_nifti, snapshot, truncate, write_nifti
-from dataset_conversion import cli
 from dataset_conversion.brats_labels import (NNUNET_REGION_LABELS, REGIONS_CLASS_ORDER, brats_to_nnunet,
                                              nnunet_to_brats)
 from dataset_conversion.Dataset502_BraTS23 import main
+from nnunet_deconver.cli import brats_labels as brats_labels_command
 
 NAME = "Dataset502_BraTS23"
 # BraTS'23: 1 NCR, 2 SNFH (edema), 3 ET; nnU-Net convention (as its Dataset137_BraTS21): 1 edema, 2 NCR, 3 ET
@@ -123,7 +123,7 @@ def _check_back_converted(folder: Path, expected: dict) -> None:
 def test_brats_labels_subcommand(tmp_path):
     expected = _predictions(tmp_path / "pred")
     parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers(dest="command"))
+    brats_labels_command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["brats-labels", str(tmp_path / "pred"), str(tmp_path / "brats"), "-j", "1",
                               "--no-progress"])
     assert args.func(args) == 0
@@ -142,7 +142,8 @@ def test_brats_labels_errors(tmp_path, capsys):
     pred = tmp_path / "pred"
     _predictions(pred)
     assert labels_main([str(pred), str(pred)]) == 1
-    assert "is the input folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("brats_labels: error: output folder ") and "is the input folder" in err, err
     bad = pred / "BraTS-GLI-00001-000.nii.gz"
     write_nifti(bad, np.full((2, 2, 2), 4, np.uint8))
     assert labels_main([str(pred), str(tmp_path / "out"), "-j", "1"]) == 1

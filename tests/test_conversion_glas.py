@@ -13,7 +13,7 @@ import pytest
 from _conversion_checks import (check_nnunet_reads_2d, check_rgb_images, check_splits, existing_dataset,
                                 expect_failure, load_json, python_module_env, verify_with_nnunet)
 from _conversion_synth import make_glas, read_2d, truncate, write_png_like
-from dataset_conversion._common import ConversionError
+from dataset_conversion import ConversionError
 from dataset_conversion.Dataset503_GlaS import main, read_grades
 
 NAME = "Dataset503_GlaS"

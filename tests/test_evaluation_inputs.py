@@ -61,7 +61,7 @@ def _run(g: dict, capsys, *extra: str, code: int = 1) -> str:
     assert "Traceback" not in captured.err + captured.out
     if code == 1:
         assert not (Path(g["out"]) / "summary.json").exists() and not (Path(g["out"]) / "per_case.csv").exists()
-        errors = [ln for ln in captured.err.splitlines() if ln.startswith("ERROR")]
+        errors = [ln for ln in captured.err.splitlines() if ln.startswith("nnunet-deconver: error: ")]
         assert len(errors) == 1, captured.err
     return captured.err
 

@@ -8,7 +8,6 @@ with the brute-force Dice/HD95 of ``test_evaluation_metrics`` (not with the code
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -22,7 +21,7 @@ import SimpleITK as sitk
 from conftest import run_command
 from test_evaluation_metrics import brute_dice, brute_hd95, diagonal
 
-from nnunet_deconver.evaluation import cli as eval_cli
+from nnunet_deconver.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINER = "nnUNetTrainerDeconver"
@@ -147,11 +146,7 @@ def expected_summary(data: dict, regions: dict, drop_cases=(), drop_folds=()):
 
 
 def run_cli_inprocess(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="nnunet-deconver")
-    sub = parser.add_subparsers(dest="command", required=True)
-    eval_cli.register(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return cli_main(argv)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,11 +399,11 @@ def test_crossval_through_real_command(nnunet_env):
 
 
 def test_paper_mapping_by_names_and_nesting():
-    from nnunet_deconver.evaluation.paper import PAPER_RESULTS
-    from nnunet_deconver.evaluation.paper import match_paper_targets as _match_paper_targets
+    from nnunet_deconver.evaluation.comparison import match_paper_targets as _match_paper_targets
     from nnunet_deconver.evaluation.targets import Target
+    from nnunet_deconver.paper import DATASETS
 
-    row = PAPER_RESULTS["brats23"][3]
+    row = DATASETS["brats23"].results[3]
     named = [Target("whole tumor", (1, 2, 3)), Target("tumor core", (2, 3)), Target("enhancing tumor", (3,))]
     assert _match_paper_targets(named, row) == {"ET": "enhancing tumor", "TC": "tumor core", "WT": "whole tumor"}
     # names that say nothing: nesting decides (ET smallest, WT largest)

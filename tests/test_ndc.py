@@ -123,7 +123,7 @@ def test_only_requested_gradients(backend):
 @pytest.mark.parametrize("dims", [2, 3])
 def test_no_nan_or_inf(case, dims, backend):
     spatial = (6,) * dims
-    layer = NDC(8, 3, spatial_dims=dims)
+    layer = NDC(8, (3,) * dims)
     x = {"zeros": torch.zeros(2, 8, *spatial), "constant": torch.full((2, 8, *spatial), 0.7),
          "large": torch.full((2, 8, *spatial), 1e4), "zero_filter": torch.rand(2, 8, *spatial)}[case]
     if case == "zero_filter":
@@ -172,11 +172,17 @@ def test_module_structure_and_init(backend):
 def test_errors():
     x, s0, w = _inputs((6, 6), (3, 3), C=4, R=2, G=2)
     with pytest.raises(ValueError, match="odd"):
-        NDC(8, 4)
+        NDC(8, (4, 4, 4))
+    with pytest.raises(ValueError, match="one entry per spatial axis"):
+        NDC(8, 3)  # the layer takes one size per axis: its length is the dimensionality
+    with pytest.raises(ValueError, match="one entry per spatial axis"):
+        NDC(8, (3, 3, 3, 3))
     with pytest.raises(ValueError, match="odd"):
         ndc(x, s0, torch.rand(4, 4, 2, 3, dtype=torch.float64), 2)
     with pytest.raises(ValueError, match="divisible"):
-        NDC(6, 3, groups=4)
+        NDC(6, (3, 3, 3), groups=4)
+    with pytest.raises(ValueError, match="iterations"):
+        NDC(4, (3, 3), iterations=0)
     with pytest.raises(ValueError, match="divide"):
         ndc(x, s0, w, 3)
     with pytest.raises(ValueError, match="weight must have shape"):
@@ -185,3 +191,20 @@ def test_errors():
         ndc(x, s0[:, :, :5], w, 2)
     with pytest.raises(ValueError, match="iterations"):
         ndc(x, s0, w, 2, iterations=0)
+    with pytest.raises(ValueError, match="iterations"):
+        ndc_reference(x, s0, w, 2, iterations=0)
+
+
+@pytest.mark.parametrize("memory_efficient", [True, False])
+def test_layer_checks_once_at_construction_not_per_forward(monkeypatch, memory_efficient):
+    from nnunet_deconver.ndc import functional
+
+    calls = []
+    checked = functional.check_arguments
+    monkeypatch.setattr(functional, "check_arguments", lambda *args: calls.append(1) or checked(*args))
+    layer = NDC(4, (1, 3, 3), ratio=2, iterations=2, memory_efficient=memory_efficient)
+    out = layer(torch.rand(1, 4, 3, 5, 5))
+    assert out.shape == (1, 8, 3, 5, 5) and calls == []
+    functional.ndc(*_inputs((6, 6), (3, 3), C=4, R=2, G=2)[:3], 2)  # the public functional still checks
+    functional.ndc_reference(*_inputs((6, 6), (3, 3), C=4, R=2, G=2)[:3], 2)
+    assert len(calls) == 2

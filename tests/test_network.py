@@ -13,6 +13,7 @@ import torch
 from conftest import run_command
 from nnunet_deconver.network import Deconver, build_preset
 from nnunet_deconver.network.stats import count_parameters, model_report
+from nnunet_deconver.network.unet import DeconverDecoder
 
 # exact counts of the paper's structure (instance norms without affine parameters); the paper prints
 # them to one or two decimals in millions (e.g. 16.18M for G = 8 and 57.21M for G = 1)
@@ -104,6 +105,14 @@ def test_anisotropic_strides_and_kernels():
     assert net.encoder.downsamples[1].stride == (1, 2, 2)
     outputs = net(torch.randn(1, 2, 8, 16, 16))
     assert [tuple(o.shape[2:]) for o in outputs] == [(8, 16, 16), (8, 8, 8)]
+    # normalised once, to per-axis tuples, and handed down; the decoder's geometry is the encoder's
+    assert [(lv.channels, lv.kernel_size, lv.stride) for lv in net.encoder.levels] == [
+        (8, (1, 3, 3), (1, 1, 1)), (16, (3, 3, 3), (1, 2, 2)), (32, (3, 3, 3), (2, 2, 2))]
+    assert net.decoder.upsamples[0].stride == (2, 2, 2) and net.decoder.upsamples[1].stride == (1, 2, 2)
+    assert net.decoder.stages[1].block.mixer.ndc.kernel_size == (1, 3, 3)
+    decoder = DeconverDecoder(net.encoder, 3, net.config, deep_supervision=True)
+    assert {k: v.shape for k, v in decoder.state_dict().items()} == {
+        k: v.shape for k, v in net.decoder.state_dict().items()}  # and the encoder is not kept in it
 
 
 def test_deep_supervision_toggle_and_checkpoint_compatibility():

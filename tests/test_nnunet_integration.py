@@ -2,7 +2,7 @@
 
 Each data set is planned, preprocessed, trained with the short variant (nnUNetTrainerDeconver_smoke)
 and predicted once per module; the tests then check predictions, resuming, the network nnU-Net's
-predictor builds, and the paper presets.
+predictor builds, and the paper presets (with our trainers and with nnU-Net's own).
 """
 
 from __future__ import annotations
@@ -242,6 +242,35 @@ def test_preset_refusals(aniso3d, rgb2d, tmp_path):
     proc = subprocess.run([str(Path(sys.executable).parent / "nnunet-deconver"), "plan", "909", "--preset", "isles22"],
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and "has not been planned yet" in proc.stderr
+
+
+def test_stock_nnunet_trainer_trains_deconver_from_preset_plans(rgb2d, tmp_path):
+    """The preset plans name Deconver, so nnU-Net's own trainer variants train it (here
+    nnUNetTrainer_1epoch: nnU-Net's loss, optimiser and schedule) and nnUNetv2_predict predicts with it."""
+    plans_id = "nnUNetDeconverPlansSmall"
+    run_command(["nnunet-deconver", "plan", "902", "--preset", "glas", "--plans-identifier", plans_id], rgb2d.env)
+    path = rgb2d.pre / f"{plans_id}.json"
+    plans = json.loads(path.read_text())
+    config = plans["configurations"]["2d"]
+    assert config["architecture"]["network_class_name"] == "nnunet_deconver.network.unet.Deconver"
+    # the paper's 256^2 patch and batch 8 take minutes per epoch on a CPU: the same network on smaller patches
+    config["patch_size"], config["batch_size"] = [32, 64], 2
+    path.write_text(json.dumps(plans, indent=4))
+    trainer = "nnUNetTrainer_1epoch"
+    run_command(["nnUNetv2_train", "902", "2d", "0", "-tr", trainer, "-p", plans_id, "-device", "cpu"],
+                {**rgb2d.env, "nnUNet_n_proc_DA": "0"})
+    model = Path(rgb2d.env["nnUNet_results"]) / rgb2d.name / f"{trainer}__{plans_id}__2d"
+    checkpoint = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["trainer_name"] == trainer
+    weights = checkpoint["network_weights"]
+    assert "encoder.stages.0.block.mixer.ndc.weight" in weights
+    # the paper's GlaS structure, with nnU-Net's two softmax outputs (+ C0 + 1) and without the auxiliary heads
+    assert sum(v.numel() for k, v in weights.items() if "aux_heads" not in k) == 20_635_041 + 32 + 1
+    out = tmp_path / "pred"
+    run_command(["nnUNetv2_predict", "-i", str(rgb2d.raw / "imagesTs"), "-o", str(out), "-d", "902", "-c", "2d",
+                 "-tr", trainer, "-p", plans_id, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], rgb2d.env)
+    tests = sorted(p.name.replace("_0000.png", ".png") for p in (rgb2d.raw / "imagesTs").glob("*_0000.png"))
+    assert tests and sorted(p.name for p in out.glob("*.png")) == tests
 
 
 def test_validation_only_with_npz_and_find_best_configuration(aniso3d):

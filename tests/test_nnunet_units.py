@@ -33,8 +33,9 @@ def test_warmup_cosine_schedule_values():
 
 
 class _Config:
-    """The two things deconver_arguments reads of nnU-Net's ConfigurationManager."""
+    """The three things deconver_arguments reads of nnU-Net's ConfigurationManager."""
 
+    network_arch_class_name = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
     patch_size = [20, 64, 64]
     network_arch_init_kwargs = {
         "n_stages": 6,
@@ -51,6 +52,46 @@ def test_plans_to_network_arguments():
     assert args["kernel_sizes"][0] == [1, 5, 5] and args["kernel_sizes"][1] == [5, 5, 5]
     assert args["stem_kernel_size"] == [1, 3, 3]
     assert (args["input_channels"], args["num_classes"], args["spatial_dims"]) == (4, 3, 3)
+
+
+def test_preset_plans_name_deconver_and_nnunet_builds_it():
+    """The preset plans' architecture entry survives JSON and nnU-Net's own get_network_from_plans
+    builds the paper's network from it (exact parameter counts of the paper's structure)."""
+    import json
+
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    from nnunet_deconver.network import Deconver
+    from nnunet_deconver.network.stats import count_parameters
+    from nnunet_deconver.nnunet.plans import preset_architecture
+    from nnunet_deconver.paper import get_dataset
+
+    for key, outputs, params in (("isles22", 1, 10_476_545), ("brats23", 3, 10_553_859), ("glas", 1, 20_635_041)):
+        arch = json.loads(json.dumps(preset_architecture(get_dataset(key))))
+        net = get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
+                                     get_dataset(key).input_channels, outputs, deep_supervision=False)
+        assert type(net) is Deconver and count_parameters(net) == params, key
+
+
+class _DeconverConfig:
+    """A ConfigurationManager of plans that name Deconver (anisotropic first stage)."""
+
+    network_arch_class_name = "nnunet_deconver.network.unet.Deconver"
+    patch_size = [16, 64, 64]
+    network_arch_init_kwargs = {
+        "spatial_dims": 3, "features_per_stage": [24, 48, 96], "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+        "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]], "stem_kernel_size": [1, 3, 3], "ratio": 4,
+        "groups": None, "mlp_ratio": 4, "norm_affine": False, "eps": 1e-8, "iterations": 1,
+    }
+
+
+def test_deconver_plans_to_network_arguments():
+    """Plans that name Deconver keep their widths and stem; the trainer's NDC settings replace theirs."""
+    args = deconver_arguments(_DeconverConfig(), 2, 2, kernel_size=5, ratio=2, norm_affine=True,
+                              deep_supervision=False)
+    assert args["features_per_stage"] == [24, 48, 96]  # as planned, not recomputed from C0
+    assert args["kernel_sizes"] == [[1, 5, 5], [5, 5, 5], [5, 5, 5]] and args["stem_kernel_size"] == [1, 3, 3]
+    assert (args["ratio"], args["norm_affine"], args["spatial_dims"]) == (2, True, 3)
 
 
 def test_ext_trainer_hook_appends_once_and_keeps_user_folders(tmp_path):

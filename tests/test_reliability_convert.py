@@ -19,7 +19,7 @@ import pytest
 
 from _conversion_safety import check_error, cli, cli_process, command, no_hidden_leftovers, tree
 from _conversion_synth import make_glas
-from dataset_conversion import _common
+from dataset_conversion import _convert
 
 NAME = "Dataset503_GlaS"
 QUIET = ["-j", "1", "--no-progress"]
@@ -66,13 +66,13 @@ def test_target_that_appears_during_the_run_is_never_replaced(tmp_path, nnunet_e
     """Another program creates the (empty) target while the conversion works: plain rename would replace it."""
     raw, root = tmp_path / "glas", Path(nnunet_env["nnUNet_raw"])
     make_glas(raw)
-    write_files = _common.write_dataset_files
+    write_files = _convert.write_dataset_files
 
     def write_then_someone_creates_target(definition, folder, *args):
         write_files(definition, folder, *args)
         (root / NAME).mkdir()
 
-    monkeypatch.setattr(_common, "write_dataset_files", write_then_someone_creates_target)
+    monkeypatch.setattr(_convert, "write_dataset_files", write_then_someone_creates_target)
     before = tree(tmp_path)
     code, _, err = cli(["convert", "glas", raw, *QUIET], capsys)
     check_error(code, err, root / NAME, "appeared while this run was working", "not replaced")

@@ -216,4 +216,4 @@ def test_disk_full_while_writing(tmp_path, nnunet_env, capsys, monkeypatch):
     monkeypatch.setattr(_images, "write_png", full)
     err = _refused(tmp_path, capsys, ["convert", "glas", raw, *QUIET], "no space left on device",
                    "nothing was written", "train_1_0000.png")
-    assert err.startswith("error: ")
+    assert err.startswith("nnunet-deconver: error: ")

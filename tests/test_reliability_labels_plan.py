@@ -141,7 +141,7 @@ def test_plan_with_broken_plans_file(tmp_path, nnunet_env, capsys, monkeypatch, 
         before = tree(tmp_path)
         code, out, err = cli(["plan", "901", "--preset", "isles22"], capsys)
     assert code == 1 and "Traceback" not in err, err
-    assert err.startswith("nnunet-deconver plan: ") and str(plans) in err and needle in err, err
+    assert err.startswith("nnunet-deconver: error: ") and str(plans) in err and needle in err, err
     assert tree(tmp_path) == before
 
 

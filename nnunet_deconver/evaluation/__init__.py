@@ -8,9 +8,10 @@ One concern per module:
 - :mod:`.targets`: labels / regions from a dataset.json; :mod:`.reading`: reading and checking a
   segmentation; :mod:`.case`: one case and the pool over cases; :mod:`.discovery`: which
   prediction / reference pairs, per fold; :mod:`.aggregate`: fold and overall statistics;
-  :mod:`.render`: Markdown; :mod:`.outputs`: JSON / CSV / Markdown files; :mod:`.paper`: the
-  paper's rows; :mod:`.run` and :mod:`.report`: the two entry points; :mod:`.cli`: the
-  ``evaluate`` and ``evaluate-folders`` subcommands; :mod:`.files`: errors and guarded file access.
+  :mod:`.render`: Markdown; :mod:`.outputs`: JSON / CSV / Markdown files; :mod:`.comparison`:
+  the paper's rows (figures from :mod:`nnunet_deconver.paper`) beside these; :mod:`.run` and
+  :mod:`.report`: the two entry points; :mod:`.files`: errors and guarded file access. The
+  ``evaluate`` and ``evaluate-folders`` subcommands are in :mod:`nnunet_deconver.cli`.
 
 The metric functions are re-exported lazily (``from nnunet_deconver.evaluation import hd95``):
 importing this package itself loads nothing.

@@ -12,13 +12,13 @@ import os
 import sys
 from typing import Any
 
-from nnunet_deconver.errors import describe_os_error
+from nnunet_deconver.errors import DeconverError, describe_os_error
 
 __all__ = ["EvaluationError", "warn", "load_json_file", "require_folder",
            "check_output_folder"]
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(DeconverError):
     """A missing or unreadable file, an inconsistent input; the message names what is wrong."""
 
 

@@ -18,7 +18,7 @@ from nnunet_deconver.evaluation.discovery import Inventory, short_list
 from nnunet_deconver.evaluation.files import EvaluationError, check_output_folder, warn
 from nnunet_deconver.evaluation.metrics import HD95_DEFINITIONS
 from nnunet_deconver.evaluation.outputs import result_row, write_outputs
-from nnunet_deconver.evaluation.paper import paper_entries, paper_rows
+from nnunet_deconver.evaluation.comparison import paper_entries
 from nnunet_deconver.evaluation.penalty import EmptyPenalty
 from nnunet_deconver.evaluation.render import HD95_NOTES, render_markdown
 from nnunet_deconver.evaluation.targets import DatasetSpec, Target
@@ -55,10 +55,9 @@ def _ordered_targets(job: Job) -> tuple[list[Target], list[dict]]:
     if not job.compare_paper:
         return targets, []
     try:
-        rows = paper_rows(job.compare_paper, job.kernel)
+        paper = paper_entries(targets, job.compare_paper, job.kernel)
     except ValueError as e:
         raise EvaluationError(str(e)) from None
-    paper = paper_entries(targets, rows)
     if len(targets) > 1:  # columns in the paper's order (ET, TC, WT) when comparing with it
         order = list(paper[0]["mapping"].values())
         targets.sort(key=lambda t: order.index(t.name))

@@ -10,7 +10,9 @@ with ``A = conv(., V, groups=G)`` and ``A^T`` its adjoint (see :mod:`nnunet_deco
 :func:`ndc` runs each update through the custom operator of :mod:`nnunet_deconver.ndc.backends`
 (fused C++ kernels on CPU, PyTorch's convolutions elsewhere, chosen per device; its docstring
 gives the gradients). :func:`ndc_reference` is the same update as a plain autograd graph, the
-reference for tests and benchmarks.
+reference for tests and benchmarks. Both check their arguments on every call, then run
+:func:`run_updates`, the one code path for 2D and 3D, which checks nothing: the
+:class:`~nnunet_deconver.ndc.NDC` layer calls it directly, its arguments checked once when it is built.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from nnunet_deconver.ndc.backends import ndc_update
-from nnunet_deconver.ndc.ops import analysis, check_arguments, preferred_memory_format, synthesis
+from nnunet_deconver.ndc.ops import analysis, check_arguments, check_iterations, preferred_memory_format, synthesis
 
 
 def _update(x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, groups: int, eps: float,
@@ -35,10 +37,25 @@ def _update_reference(x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, gr
     return s * num / den
 
 
-def _run(update, x, s0, weight, groups, eps, iterations, rectify, memory_format) -> torch.Tensor:
-    check_arguments(x, s0, weight, groups)
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+def run_updates(
+    x: torch.Tensor,
+    s0: torch.Tensor,
+    weight: torch.Tensor,
+    groups: int,
+    eps: float,
+    iterations: int,
+    rectify_s0: bool,
+    fused: bool,
+) -> torch.Tensor:
+    """``iterations`` updates of ``s0``, with no argument checks (see :func:`ndc` for the checks).
+
+    x (B, C, *S), s0 (B, E, *S), weight (C, E // G, *k) -> (B, E, *S) in ``s0``'s dtype; the
+    arguments are :func:`ndc`'s. ``fused``: each update through the backends' operator, in the
+    device's preferred layout (:func:`ndc`), or as a plain autograd graph in the inputs' own layout
+    (:func:`ndc_reference`). The update runs in float32 at least, autocast off.
+    """
+    update = _update if fused else _update_reference
+    memory_format = preferred_memory_format(x) if fused else torch.preserve_format
     out_dtype = s0.dtype
     # The update runs in float32 at least: eps = 1e-8 underflows in float16.
     compute = torch.promote_types(torch.promote_types(x.dtype, s0.dtype), torch.float32)
@@ -47,7 +64,7 @@ def _run(update, x, s0, weight, groups, eps, iterations, rectify, memory_format)
         s = s0.to(dtype=compute, memory_format=memory_format)
         weight = weight.to(compute)
         for step in range(iterations):
-            s = update(x, s, weight, groups, eps, rectify and step == 0)
+            s = update(x, s, weight, groups, eps, rectify_s0 and step == 0)
     return s.to(out_dtype)
 
 
@@ -78,9 +95,12 @@ def ndc(
         and, on GPU, a synchronisation): with negative inputs the result is meaningless, not an error.
 
     Raises:
-        ValueError: shapes that do not fit, groups that do not divide C and E, even kernel sizes.
+        ValueError: shapes that do not fit, groups that do not divide C and E, even kernel sizes,
+            ``iterations`` < 1.
     """
-    return _run(_update, x, s0, weight, groups, eps, iterations, rectify_s0, preferred_memory_format(x))
+    check_arguments(x, s0, weight, groups)
+    check_iterations(iterations)
+    return run_updates(x, s0, weight, groups, eps, iterations, rectify_s0, fused=True)
 
 
 def ndc_reference(
@@ -92,8 +112,11 @@ def ndc_reference(
     iterations: int = 1,
     rectify_s0: bool = False,
 ) -> torch.Tensor:
-    """:func:`ndc` as a plain autograd graph in the inputs' own layout (reference for tests)."""
-    return _run(_update_reference, x, s0, weight, groups, eps, iterations, rectify_s0, torch.preserve_format)
+    """:func:`ndc` as a plain autograd graph in the inputs' own layout (reference for tests); the
+    same checks, shapes and dtypes."""
+    check_arguments(x, s0, weight, groups)
+    check_iterations(iterations)
+    return run_updates(x, s0, weight, groups, eps, iterations, rectify_s0, fused=False)
 
 
 def reconstruction_error(x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:

@@ -93,3 +93,9 @@ def check_kernel_size(kernel_size: Sequence[int]) -> None:
     """Raise ``ValueError`` unless every kernel size is a positive odd number ("same" padding)."""
     if any(k < 1 or k % 2 == 0 for k in kernel_size):
         raise ValueError(f"NDC kernel sizes must be odd and positive, got {tuple(kernel_size)}")
+
+
+def check_iterations(iterations: int) -> None:
+    """Raise ``ValueError`` unless at least one update is asked for."""
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")

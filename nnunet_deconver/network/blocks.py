@@ -1,10 +1,11 @@
 """Building blocks of Deconver: Deconv Mixer, MLP, Deconver block and stage.
 
 Convolution and normalisation classes are chosen by dimensionality
-(``dynamic_network_architectures``' helpers), so one class serves 2D and 3D; the dimensionality is
-the length of the NDC kernel size, a tuple with one odd entry per spatial axis. All tensors are
-(B, C, *S) with S = (H, W) or (D, H, W); no block changes S. The settings every block of a network
-shares travel as one frozen :class:`BlockConfig`.
+(``dynamic_network_architectures``' helpers), so one class serves 2D and 3D. All tensors are
+(B, C, *S) with S = (H, W) or (D, H, W); no block changes S. What a block is built from travels as
+one frozen :class:`BlockSpec`: its width C, its NDC kernel (a tuple with one odd entry per spatial
+axis, whose length is the dimensionality; normalised once, by the network) and the settings every
+block of a network shares, one frozen :class:`BlockConfig`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from dynamic_network_architectures.building_blocks.helper import (
-    convert_dim_to_conv_op,
-    get_matching_instancenorm,
-)
+from dynamic_network_architectures.building_blocks.helper import get_matching_instancenorm
 from torch import nn
 
 from nnunet_deconver.ndc import NDC
@@ -54,9 +52,24 @@ class BlockConfig:
             raise ValueError(f"eps must be positive, got {self.eps}")
 
 
-def pointwise(spatial_dims: int, in_channels: int, out_channels: int, bias: bool) -> nn.Module:
-    """A 1x1(x1) convolution."""
-    return convert_dim_to_conv_op(spatial_dims)(in_channels, out_channels, 1, bias=bias)
+@dataclass(frozen=True)
+class BlockSpec:
+    """What one Deconver block is built from.
+
+    Attributes:
+        channels: width C of the block (input and output).
+        kernel_size: NDC kernel, one odd size per spatial axis (e.g. (1, 3, 3)).
+        config: the settings shared by every block of the network.
+    """
+
+    channels: int
+    kernel_size: tuple[int, ...]
+    config: BlockConfig = BlockConfig()
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 or 3: the length of the kernel size."""
+        return len(self.kernel_size)
 
 
 def instance_norm(channels: int, spatial_dims: int, affine: bool) -> nn.Module:
@@ -73,13 +86,13 @@ class DeconvMixer(nn.Module):
     block's residual stream (instance norm is fastest contiguous).
     """
 
-    def __init__(self, channels: int, kernel_size: tuple[int, ...], config: BlockConfig):
+    def __init__(self, spec: BlockSpec):
         super().__init__()
-        dims = len(kernel_size)
-        self.proj_in = pointwise_conv(dims, channels, channels, bias=False)
-        self.ndc = NDC(channels, kernel_size, config.ratio, config.groups, eps=config.eps,
+        channels, config = spec.channels, spec.config
+        self.proj_in = pointwise_conv(spec.spatial_dims, channels, channels, bias=False)
+        self.ndc = NDC(channels, spec.kernel_size, config.ratio, config.groups, eps=config.eps,
                        iterations=config.iterations, memory_efficient=config.memory_efficient)
-        self.proj_out = pointwise_conv(dims, config.ratio * channels, channels, bias=True)
+        self.proj_out = pointwise_conv(spec.spatial_dims, config.ratio * channels, channels, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj_out(self.ndc(torch.relu_(self.proj_in(x)))).contiguous()
@@ -102,16 +115,16 @@ class MLP(nn.Module):
 class DeconverBlock(nn.Module):
     """``Z = Mixer(IN(X)) + X; Y = MLP(IN(Z)) + Z``; (B, C, *S) -> same.
 
-    IN is instance normalisation, without learnable parameters unless ``config.norm_affine``.
+    IN is instance normalisation, without learnable parameters unless ``spec.config.norm_affine``.
     """
 
-    def __init__(self, channels: int, kernel_size: tuple[int, ...], config: BlockConfig):
+    def __init__(self, spec: BlockSpec):
         super().__init__()
-        dims = len(kernel_size)
-        self.norm1 = instance_norm(channels, dims, config.norm_affine)
-        self.mixer = DeconvMixer(channels, kernel_size, config)
-        self.norm2 = instance_norm(channels, dims, config.norm_affine)
-        self.mlp = MLP(channels, dims, config.mlp_ratio)
+        dims, affine = spec.spatial_dims, spec.config.norm_affine
+        self.norm1 = instance_norm(spec.channels, dims, affine)
+        self.mixer = DeconvMixer(spec)
+        self.norm2 = instance_norm(spec.channels, dims, affine)
+        self.mlp = MLP(spec.channels, dims, spec.config.mlp_ratio)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = x + self.mixer(self.norm1(x))
@@ -121,14 +134,14 @@ class DeconverBlock(nn.Module):
 class DeconverStage(nn.Module):
     """A pointwise conv (no bias) when the input width differs, then one Deconver block.
 
-    (B, in_channels, *S) -> (B, channels, *S).
+    (B, in_channels, *S) -> (B, spec.channels, *S).
     """
 
-    def __init__(self, in_channels: int, channels: int, kernel_size: tuple[int, ...], config: BlockConfig):
+    def __init__(self, in_channels: int, spec: BlockSpec):
         super().__init__()
-        dims = len(kernel_size)
-        self.adapt = nn.Identity() if in_channels == channels else pointwise(dims, in_channels, channels, bias=False)
-        self.block = DeconverBlock(channels, kernel_size, config)
+        self.adapt = nn.Identity() if in_channels == spec.channels else pointwise_conv(
+            spec.spatial_dims, in_channels, spec.channels, bias=False, channels_last=False)
+        self.block = DeconverBlock(spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(self.adapt(x))

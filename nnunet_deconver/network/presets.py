@@ -1,73 +1,11 @@
-"""The paper's four configurations (Ashtari et al., Tables I-III)."""
+"""The Deconver of each of the paper's configurations (structure from :mod:`nnunet_deconver.paper`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
 
 from nnunet_deconver.network.unet import Deconver
-
-
-def paper_widths(c0: int, levels: int, cap: int = 512) -> list[int]:
-    """C_l = min(C0 * 2^l, cap) for l = 0 .. levels - 1."""
-    return [min(c0 * 2**level, cap) for level in range(levels)]
-
-
-@dataclass(frozen=True)
-class Preset:
-    """One of the paper's configurations and the figures it reports."""
-
-    name: str
-    title: str
-    spatial_dims: int
-    input_channels: int
-    num_classes: int
-    levels: int
-    c0: int
-    patch_size: tuple[int, ...]
-    batch_size: int
-    epochs: int
-    region_based: bool = False
-    # exact parameter counts of this structure (non-affine norms), by kernel size
-    params: dict = field(default_factory=dict)
-    # what the paper prints: parameters by kernel size (millions) and FLOPs per voxel
-    paper_params_m: dict = field(default_factory=dict)
-    paper_flops_per_voxel: float = 0.0
-
-    @property
-    def features_per_stage(self) -> list[int]:
-        return paper_widths(self.c0, self.levels)
-
-    @property
-    def strides(self) -> list[int]:
-        return [1] + [2] * (self.levels - 1)
-
-
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset("isles22", "ISLES'22", 3, 2, 1, 4, 64, (64, 64, 64), 8, 500,
-               params={3: 10_476_545, 5: 11_028_481}, paper_params_m={3: 10.5, 5: 11.0},
-               paper_flops_per_voxel=607.0e3),
-        Preset("brats23", "BraTS'23", 3, 4, 3, 5, 32, (128, 128, 128), 2, 300, region_based=True,
-               params={3: 10_553_859, 5: 11_130_883}, paper_params_m={3: 10.6, 5: 11.0},
-               paper_flops_per_voxel=167.5e3),
-        Preset("glas", "GlaS", 2, 3, 1, 6, 32, (256, 256), 8, 500,
-               params={3: 20_635_041, 5: 20_794_785}, paper_params_m={3: 20.6, 5: 20.8},
-               paper_flops_per_voxel=422.8e3),
-        Preset("fives", "FIVES", 2, 3, 1, 6, 32, (512, 512), 8, 500,
-               params={3: 20_635_041, 5: 20_794_785}, paper_params_m={3: 20.6, 5: 20.8},
-               paper_flops_per_voxel=422.8e3),
-    )
-}
-
-
-def get_preset(name: str) -> Preset:
-    """The preset called ``name`` (isles22, brats23, glas, fives)."""
-    try:
-        return PRESETS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+from nnunet_deconver.paper import get_dataset
 
 
 def build_preset(
@@ -82,23 +20,16 @@ def build_preset(
     iterations: int = 1,
     checkpoint_levels: Sequence[int] = (),
 ) -> Deconver:
-    """The Deconver of a paper configuration (one sigmoid output per class or region, as the paper).
+    """The Deconver of the paper's configuration for data set ``name`` (isles22, brats23, glas,
+    fives): one sigmoid output per class or region, as the paper, unless ``num_classes`` is given.
 
     The arguments after ``num_classes`` are :class:`~nnunet_deconver.network.Deconver`'s.
     """
-    preset = get_preset(name)
+    dataset = get_dataset(name)
     return Deconver(
-        input_channels=preset.input_channels,
-        num_classes=preset.num_classes if num_classes is None else num_classes,
-        spatial_dims=preset.spatial_dims,
-        features_per_stage=preset.features_per_stage,
-        strides=preset.strides,
-        kernel_sizes=kernel_size,
-        ratio=ratio,
-        groups=groups,
+        input_channels=dataset.input_channels,
+        num_classes=dataset.num_outputs if num_classes is None else num_classes,
         deep_supervision=deep_supervision,
-        norm_affine=norm_affine,
-        eps=eps,
-        iterations=iterations,
         checkpoint_levels=checkpoint_levels,
+        **dataset.network_arguments(kernel_size, ratio, groups, norm_affine, eps, iterations),
     )

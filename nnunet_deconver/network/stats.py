@@ -11,8 +11,6 @@ forward pass, divided by the number of input voxels. Two conventions:
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from typing import Sequence
 
@@ -20,7 +18,8 @@ import torch
 from torch import nn
 
 from nnunet_deconver.ndc import NDC
-from nnunet_deconver.network.presets import build_preset, get_preset, PRESETS
+from nnunet_deconver.network.presets import build_preset
+from nnunet_deconver.paper import get_dataset
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -66,7 +65,7 @@ def model_report(
     FLOPs are counted on a small patch (twice the total stride per axis, unless ``patch_size`` is
     given): per voxel they do not depend on the patch size.
     """
-    p = get_preset(preset)
+    p = get_dataset(preset)
     model = build_preset(preset, kernel_size, ratio, groups, norm_affine=norm_affine).eval()
     if patch_size is None:
         patch_size = (2 ** p.levels,) * p.spatial_dims
@@ -74,7 +73,7 @@ def model_report(
     voxels = math.prod(patch_size)
     default_structure = ratio == 4 and groups is None and not norm_affine
     return {
-        "preset": p.name,
+        "preset": p.key,
         "title": p.title,
         "kernel_size": kernel_size,
         "ratio": ratio,
@@ -83,8 +82,8 @@ def model_report(
         "params": count_parameters(model),
         "flops_per_voxel": flops["total"] / voxels,
         "flops_per_voxel_paper": (flops["total"] - flops["ndc_functional"]) / voxels,
-        "paper_params_m": p.paper_params_m.get(kernel_size) if default_structure else None,
-        "paper_flops_per_voxel": p.paper_flops_per_voxel if default_structure else None,
+        "paper_params_m": p.params_m.get(kernel_size) if default_structure else None,
+        "paper_flops_per_voxel": p.flops_per_voxel if default_structure else None,
         "counted_on_patch": list(patch_size),
     }
 
@@ -106,30 +105,3 @@ def format_report(r: dict) -> str:
             f"counted on a {'x'.join(map(str, r['counted_on_patch']))} patch)",
         ]
     )
-
-
-def _run(args: argparse.Namespace) -> int:
-    names = list(PRESETS) if args.preset == "all" else [args.preset]
-    reports = [model_report(n, args.kernel, args.ratio, args.groups, norm_affine=args.norm_affine) for n in names]
-    if args.json:
-        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
-    else:
-        print("\n\n".join(format_report(r) for r in reports))
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add the ``stats`` subcommand."""
-    parser = subparsers.add_parser(
-        "stats", help="parameters and FLOPs per voxel of a paper configuration",
-        description="Print the parameter count and FLOPs per voxel (two conventions) of a paper "
-        "configuration of Deconver, beside the paper's figures.",
-    )
-    parser.add_argument("--preset", choices=[*PRESETS, "all"], default="isles22")
-    parser.add_argument("--kernel", type=int, choices=(3, 5), default=3, help="NDC kernel size")
-    parser.add_argument("--ratio", type=int, default=4, help="NDC source channel ratio R")
-    parser.add_argument("--groups", type=int, default=None, help="NDC groups (default: channels)")
-    parser.add_argument("--norm-affine", action="store_true",
-                        help="instance norms with learnable scale and shift (the paper's have none)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=_run)

@@ -14,7 +14,7 @@ ignores their weights when loading a checkpoint (nnU-Net's predictor builds with
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -25,9 +25,29 @@ from dynamic_network_architectures.building_blocks.helper import (
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from nnunet_deconver.network.blocks import BlockConfig, DeconverBlock, DeconverStage, instance_norm, pointwise
+from nnunet_deconver.ndc.module import pointwise_conv
+from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock, DeconverStage, instance_norm
 
 IntOrSeq = int | Sequence[int]
+
+
+@dataclass(frozen=True)
+class Level:
+    """One resolution level l of the U-Net, per-axis tuples (normalised once, by :class:`Deconver`).
+
+    Attributes:
+        channels: width C_l of the level's stages.
+        kernel_size: NDC kernel k_l of the level's stages, one odd size per spatial axis.
+        stride: the downsampling into the level, per axis (ones at level 0).
+    """
+
+    channels: int
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+
+    def block(self, config: BlockConfig) -> BlockSpec:
+        """The spec of the level's Deconver blocks."""
+        return BlockSpec(self.channels, self.kernel_size, config)
 
 
 def _per_axis(value: IntOrSeq, spatial_dims: int) -> tuple[int, ...]:
@@ -41,36 +61,41 @@ def _run_stage(stage: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch
 
 
 class DeconverEncoder(nn.Module):
-    """(B, in, *S) -> list of skips, level l of shape (B, C_l, *S / prod(strides[:l+1]))."""
+    """(B, in, *S) -> list of skips, level l of shape (B, C_l, *S / prod(strides[:l+1])).
+
+    Args:
+        input_channels: image channels.
+        levels: the resolution levels, full resolution first.
+        stem_kernel_size: kernel of the stem convolution, one per spatial axis.
+        config: the settings of every block.
+        checkpoint_levels: levels whose stages recompute activations in backward.
+
+    A decoder takes its geometry from here: ``levels``, ``spatial_dims`` and ``checkpoint_levels``.
+    """
 
     def __init__(
         self,
         input_channels: int,
-        spatial_dims: int,
-        features_per_stage: Sequence[int],
-        strides: Sequence[tuple[int, ...]],
-        kernel_sizes: Sequence[tuple[int, ...]],
+        levels: Sequence[Level],
         stem_kernel_size: tuple[int, ...],
         config: BlockConfig,
         checkpoint_levels: Sequence[int] = (),
     ):
         super().__init__()
-        conv = convert_dim_to_conv_op(spatial_dims)
+        self.levels = tuple(levels)
+        self.spatial_dims = len(self.levels[0].kernel_size)
+        self.checkpoint_levels = set(checkpoint_levels)
+        conv = convert_dim_to_conv_op(self.spatial_dims)
         self.stem = conv(
-            input_channels, features_per_stage[0], stem_kernel_size,
+            input_channels, self.levels[0].channels, stem_kernel_size,
             padding=[k // 2 for k in stem_kernel_size], bias=False,
         )
         self.downsamples = nn.ModuleList(
             [nn.Identity()]
-            + [
-                conv(features_per_stage[l - 1], features_per_stage[l], strides[l], stride=strides[l], bias=True)
-                for l in range(1, len(features_per_stage))
-            ]
+            + [conv(above.channels, level.channels, level.stride, stride=level.stride, bias=True)
+               for above, level in zip(self.levels, self.levels[1:])]
         )
-        self.stages = nn.ModuleList(
-            DeconverStage(c, c, k, config) for c, k in zip(features_per_stage, kernel_sizes)
-        )
-        self.checkpoint_levels = set(checkpoint_levels)
+        self.stages = nn.ModuleList(DeconverStage(level.channels, level.block(config)) for level in self.levels)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         skips = []
@@ -82,37 +107,31 @@ class DeconverEncoder(nn.Module):
 
 
 class DeconverDecoder(nn.Module):
-    """Encoder skips -> logits (B, outputs, *S), or a list of them (deep supervision)."""
+    """Encoder skips -> logits (B, outputs, *S), or a list of them (deep supervision).
 
-    def __init__(
-        self,
-        num_classes: int,
-        spatial_dims: int,
-        features_per_stage: Sequence[int],
-        strides: Sequence[tuple[int, ...]],
-        kernel_sizes: Sequence[tuple[int, ...]],
-        config: BlockConfig,
-        deep_supervision: bool,
-        checkpoint_levels: Sequence[int] = (),
-    ):
+    The geometry (levels, dimensionality, checkpointed levels) is the encoder's; the encoder is read
+    when building, not kept (its parameters are the encoder's own, not the decoder's).
+    """
+
+    def __init__(self, encoder: DeconverEncoder, num_classes: int, config: BlockConfig, deep_supervision: bool):
         super().__init__()
-        transp = get_matching_convtransp(dimension=spatial_dims)
-        levels = range(len(features_per_stage) - 2, -1, -1)  # deepest decoder level first
+        levels, dims = encoder.levels, encoder.spatial_dims
+        transp = get_matching_convtransp(dimension=dims)
+        order = range(len(levels) - 2, -1, -1)  # deepest decoder level first
         self.upsamples = nn.ModuleList(
-            transp(features_per_stage[l + 1], features_per_stage[l], strides[l + 1], stride=strides[l + 1], bias=True)
-            for l in levels
+            transp(levels[l + 1].channels, levels[l].channels, levels[l + 1].stride, stride=levels[l + 1].stride,
+                   bias=True)
+            for l in order
         )
-        self.stages = nn.ModuleList(
-            DeconverStage(2 * features_per_stage[l], features_per_stage[l], kernel_sizes[l], config)
-            for l in levels
-        )
-        self.head = pointwise(spatial_dims, features_per_stage[0], num_classes, bias=True)
+        self.stages = nn.ModuleList(DeconverStage(2 * levels[l].channels, levels[l].block(config)) for l in order)
+        self.head = pointwise_conv(dims, levels[0].channels, num_classes, bias=True, channels_last=False)
         # auxiliary heads for decoder levels 1 .. L-2, deepest first (only when built for it)
         self.aux_heads = nn.ModuleList(
-            pointwise(spatial_dims, features_per_stage[l], num_classes, bias=True) for l in levels if l > 0
+            pointwise_conv(dims, levels[l].channels, num_classes, bias=True, channels_last=False)
+            for l in order if l > 0
         ) if deep_supervision else nn.ModuleList()
         self._deep_supervision = deep_supervision
-        self.checkpoint_levels = set(checkpoint_levels)
+        self.checkpoint_levels = set(encoder.checkpoint_levels)
         self._register_load_state_dict_pre_hook(self._drop_absent_aux_heads)
 
     @property
@@ -216,14 +235,10 @@ class Deconver(nn.Module):
         self.features_per_stage, self.strides, self.kernel_sizes = list(features_per_stage), strides, kernel_sizes
         self.config = BlockConfig(ratio=ratio, groups=groups, mlp_ratio=mlp_ratio, norm_affine=norm_affine, eps=eps,
                                   iterations=iterations, memory_efficient=memory_efficient)
-        self.encoder = DeconverEncoder(
-            input_channels, spatial_dims, features_per_stage, strides, kernel_sizes,
-            _per_axis(stem_kernel_size, spatial_dims), self.config, checkpoint_levels,
-        )
-        self.decoder = DeconverDecoder(
-            num_classes, spatial_dims, features_per_stage, strides, kernel_sizes, self.config,
-            deep_supervision, checkpoint_levels,
-        )
+        levels = [Level(c, k, s) for c, k, s in zip(self.features_per_stage, kernel_sizes, strides)]
+        self.encoder = DeconverEncoder(input_channels, levels, _per_axis(stem_kernel_size, spatial_dims), self.config,
+                                       checkpoint_levels)
+        self.decoder = DeconverDecoder(self.encoder, num_classes, self.config, deep_supervision)
         self._register_load_state_dict_pre_hook(self._match_norms_hook)
 
     @property

@@ -1,9 +1,15 @@
 """nnU-Net plans -> Deconver arguments, and the paper's configurations as an nnU-Net plans file.
 
-Deconver reads the same plans as nnU-Net's U-Net: number of stages, per-stage strides (possibly
-anisotropic, e.g. [1, 2, 2]), the conv kernel sizes (an axis with kernel 1 keeps an NDC kernel of
-1 there), patch and batch size. Widths follow the paper, C_l = min(C0 * 2^l, 512) with C0 the plans'
-first-stage width.
+Deconver is built from either kind of plans:
+
+- nnU-Net's own plans (PlainConvUNet): number of stages, per-stage strides (possibly anisotropic,
+  e.g. [1, 2, 2]), the conv kernel sizes (an axis with kernel 1 keeps an NDC kernel of 1 there),
+  patch and batch size. Widths follow the paper, C_l = min(C0 * 2^l, 512) with C0 the plans'
+  first-stage width.
+- plans that name Deconver (``network_class_name`` ``nnunet_deconver.network.unet.Deconver`` and
+  its keyword arguments in ``arch_kwargs``), as :func:`write_preset_plans` writes them: nnU-Net's
+  ``get_network_from_plans`` builds the network, so every nnU-Net trainer (``nnUNetTrainer``,
+  ``nnUNetTrainer_250epochs``, ``nnUNetTrainerNoMirroring``, ...) trains Deconver from them.
 """
 
 from __future__ import annotations
@@ -13,12 +19,19 @@ import json
 import os
 from pathlib import Path
 
-from nnunet_deconver.errors import os_error_message, path_problem
-from nnunet_deconver.network.presets import get_preset, paper_widths
+from nnunet_deconver.errors import DeconverError, os_error_message, path_problem
+# standard library and this project only at import time: the command line registers ``plan`` from here
+from nnunet_deconver.paper import MAX_WIDTH, PaperDataset, get_dataset, paper_widths
 
 #: plans identifier of the files :func:`write_preset_plans` writes (``-p nnUNetDeconverPlans``)
 PRESET_PLANS_IDENTIFIER = "nnUNetDeconverPlans"
-MAX_WIDTH = 512
+#: what the preset plans name as ``network_class_name`` (located by nnU-Net with ``pydoc.locate``)
+DECONVER_CLASS_NAME = "nnunet_deconver.network.unet.Deconver"
+
+
+def names_deconver(configuration_manager) -> bool:
+    """Whether the configuration's plans name Deconver as their network."""
+    return configuration_manager.network_arch_class_name == DECONVER_CLASS_NAME
 
 
 def deconver_arguments(
@@ -36,21 +49,27 @@ def deconver_arguments(
 ) -> dict:
     """Keyword arguments of :class:`~nnunet_deconver.network.Deconver` for an nnU-Net configuration.
 
-    ``configuration_manager`` is nnU-Net's ``ConfigurationManager`` (its ``network_arch_init_kwargs``
-    give n_stages, features_per_stage, strides and kernel_sizes).
+    ``configuration_manager`` is nnU-Net's ``ConfigurationManager``. The geometry (widths, strides,
+    where the kernel is 1, stem) comes from its plans, Deconver's or nnU-Net's U-Net's; the NDC
+    settings are the arguments here (a trainer variant's), and replace those the plans name.
     """
     arch = configuration_manager.network_arch_init_kwargs
-    n_stages = int(arch["n_stages"])
     strides = [[int(s) for s in stride] for stride in arch["strides"]]
     plan_kernels = [[int(k) for k in kernel] for kernel in arch["kernel_sizes"]]
+    if names_deconver(configuration_manager):
+        features = [int(c) for c in arch["features_per_stage"]]
+        stem = [int(k) for k in arch["stem_kernel_size"]]
+    else:
+        features = paper_widths(int(arch["features_per_stage"][0]), int(arch["n_stages"]), MAX_WIDTH)
+        stem = plan_kernels[0]
     return dict(
         input_channels=num_input_channels,
         num_classes=num_output_channels,
         spatial_dims=len(configuration_manager.patch_size),
-        features_per_stage=paper_widths(int(arch["features_per_stage"][0]), n_stages, MAX_WIDTH),
+        features_per_stage=features,
         strides=strides,
         kernel_sizes=[[1 if k == 1 else kernel_size for k in kernel] for kernel in plan_kernels],
-        stem_kernel_size=plan_kernels[0],
+        stem_kernel_size=stem,
         ratio=ratio,
         groups=groups,
         mlp_ratio=mlp_ratio,
@@ -61,7 +80,14 @@ def deconver_arguments(
     )
 
 
-class PresetPlansError(RuntimeError):
+def preset_architecture(dataset: PaperDataset) -> dict:
+    """The ``architecture`` entry of a configuration: Deconver with the paper's structure for
+    ``dataset`` (NDC kernel 3, R = 4, G = channels, non-affine norms, one update)."""
+    return {"network_class_name": DECONVER_CLASS_NAME, "arch_kwargs": dataset.network_arguments(),
+            "_kw_requires_import": []}
+
+
+class PresetPlansError(DeconverError):
     """The preset plans cannot be written for this data set (message says why)."""
 
 
@@ -99,17 +125,18 @@ def write_preset_plans(
     source_plans: str = "nnUNetPlans",
     plans_identifier: str = PRESET_PLANS_IDENTIFIER,
 ) -> Path:
-    """Write ``<plans_identifier>.json`` beside nnU-Net's plans with a paper configuration.
+    """Write ``<plans_identifier>.json`` beside nnU-Net's plans with the paper's configuration for
+    data set ``preset`` (isles22, brats23, glas, fives).
 
     The configuration (``3d_fullres`` for the 3D presets, ``2d`` for the 2D ones) keeps nnU-Net's
-    preprocessing (same ``data_identifier``, so nothing is preprocessed again) and takes the paper's
-    patch size, batch size, stage count and widths, with isotropic stride 2 and kernel 3.
-    Returns the file written.
+    preprocessing (same ``data_identifier``, so nothing is preprocessed again), takes the paper's
+    patch size and batch size, and names Deconver with the paper's structure as its network
+    (:func:`preset_architecture`). Returns the file written.
     """
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    p = get_preset(preset)
+    p = get_dataset(preset)
     try:
         dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
     except RuntimeError as e:
@@ -119,31 +146,21 @@ def write_preset_plans(
     rerun = f"Run nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first."
     plans, configurations = _read_plans(source, rerun)
     data_is_3d = "3d_fullres" in configurations
-    config_name = "3d_fullres" if p.spatial_dims == 3 else "2d"
+    config_name = p.configuration
     if (p.spatial_dims == 3) != data_is_3d or config_name not in configurations:
         kind = "3D" if data_is_3d else "2D"
         raise PresetPlansError(
-            f"preset {p.name} is {p.spatial_dims}D but data set {dataset_name} is {kind} "
+            f"preset {p.key} is {p.spatial_dims}D but data set {dataset_name} is {kind} "
             f"(configurations in {source.name}: {', '.join(configurations)})"
         )
     config = copy.deepcopy(configurations[config_name])
     if "inherits_from" in config:
         raise PresetPlansError(f"configuration {config_name} of {source} inherits from another; expected a full one")
-    n = p.levels
-    try:
-        arch = config["architecture"]["arch_kwargs"]
-        arch["n_stages"] = n
-        arch["features_per_stage"] = p.features_per_stage
-        arch["strides"] = [[s] * p.spatial_dims for s in p.strides]
-        arch["kernel_sizes"] = [[3] * p.spatial_dims for _ in range(n)]
-        for key in ("n_conv_per_stage", "n_blocks_per_stage"):
-            if key in arch:
-                arch[key] = [arch[key][0]] * n
-        if "n_conv_per_stage_decoder" in arch:
-            arch["n_conv_per_stage_decoder"] = [arch["n_conv_per_stage_decoder"][0]] * (n - 1)
-    except (KeyError, TypeError, IndexError) as e:
-        raise PresetPlansError(f"configuration {config_name} of {source} is malformed: no usable "
-                               f"architecture.arch_kwargs ({type(e).__name__}: {e})") from None
+    missing = [key for key in ("data_identifier", "architecture") if key not in config]
+    if missing or not isinstance(config["architecture"], dict) or "network_class_name" not in config["architecture"]:
+        raise PresetPlansError(f"configuration {config_name} of {source} is malformed: no "
+                               f"{', '.join(missing) or 'architecture.network_class_name'}. {rerun}")
+    config["architecture"] = preset_architecture(p)
     config["patch_size"] = list(p.patch_size)
     config["batch_size"] = p.batch_size
     plans["plans_name"] = plans_identifier

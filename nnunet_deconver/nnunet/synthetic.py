@@ -6,7 +6,6 @@ Used by the demo and the tests: lesion-like blobs in noise, 3D (any spacing, e.g
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -124,7 +123,3 @@ def make_2d_rgb_dataset(raw_root: Path, dataset_id: int, name: str, n_train: int
     write_dataset_json(folder, {"0": "R", "1": "G", "2": "B"}, {"background": 0, "object": 1}, n_train, ".png",
                        dataset_name=folder.name)
     return folder
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

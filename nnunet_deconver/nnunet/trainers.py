@@ -1,7 +1,8 @@
 """nnU-Net trainers that train Deconver: ``nnUNetv2_train DATASET CONFIG FOLD -tr nnUNetTrainerDeconver``.
 
-The network is built from the plans of the chosen configuration (see
-:func:`~nnunet_deconver.nnunet.plans.deconver_arguments`); everything else — data loading,
+The network is built from the plans of the chosen configuration, nnU-Net's own or the paper's
+preset plans that name Deconver (see :func:`~nnunet_deconver.nnunet.plans.deconver_arguments`),
+with the NDC settings of the trainer variant; everything else — data loading,
 augmentation, Dice + CE loss with deep supervision, validation, checkpoints, DDP — is nnU-Net's.
 The paper's recipe replaces the optimiser: AdamW (lr 1e-4, weight decay 1e-5) with cosine
 annealing after a 1% linear warm-up.

@@ -1,0 +1,37 @@
+"""``nnunet-deconver stats``: parameters and FLOPs per voxel of the paper's configurations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nnunet_deconver.paper import DATASETS
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_deconver.network.stats import format_report, model_report
+
+    names = list(DATASETS) if args.preset == "all" else [args.preset]
+    reports = [model_report(n, args.kernel, args.ratio, args.groups, norm_affine=args.norm_affine) for n in names]
+    if args.json:
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    else:
+        print("\n\n".join(format_report(r) for r in reports))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``stats`` subcommand."""
+    parser = subparsers.add_parser(
+        "stats", help="parameters and FLOPs per voxel of a paper configuration",
+        description="Print the parameter count and FLOPs per voxel (two conventions) of a paper "
+        "configuration of Deconver, beside the paper's figures.",
+    )
+    parser.add_argument("--preset", choices=[*DATASETS, "all"], default="isles22")
+    parser.add_argument("--kernel", type=int, choices=(3, 5), default=3, help="NDC kernel size")
+    parser.add_argument("--ratio", type=int, default=4, help="NDC source channel ratio R")
+    parser.add_argument("--groups", type=int, default=None, help="NDC groups (default: channels)")
+    parser.add_argument("--norm-affine", action="store_true",
+                        help="instance norms with learnable scale and shift (the paper's have none)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
