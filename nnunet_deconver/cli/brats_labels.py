@@ -11,11 +11,9 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from nnunet_deconver.cli.reporting import positive_int, report_errors
+from nnunet_deconver.cli.reporting import NOTHING_WRITTEN, positive_int, report_errors
 from nnunet_deconver.workers import default_workers
 
-#: Added to the interruption line: the output folder is swapped in only once complete.
-INTERRUPTED_NOTE = "; stopped before completion, nothing was written"
 DESCRIPTION = ("Convert nnU-Net predictions of Dataset502_BraTS23 (region-based labels 1 edema, 2 necrosis, "
                "3 enhancing tumour) back to BraTS'23 labels (1 NCR, 2 SNFH, 3 ET), keeping file names and geometry.")
 
@@ -32,7 +30,7 @@ def add_brats_labels_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--num-workers", type=positive_int, default=default_workers(),
                         help="worker processes (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run, interrupted_note=INTERRUPTED_NOTE)
+    parser.set_defaults(func=run, interrupted_note=NOTHING_WRITTEN)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,15 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from dataset_conversion._splits import DEFAULT_SEED
-from nnunet_deconver.cli.reporting import positive_int, report_errors
+from nnunet_deconver.cli.reporting import NOTHING_WRITTEN, positive_int, report_errors
 from nnunet_deconver.paper import DATASETS, get_dataset
 from nnunet_deconver.workers import default_workers
 
 if TYPE_CHECKING:
     from dataset_conversion._model import DatasetDefinition
-
-#: Added to the interruption line: the output is swapped in only once complete.
-INTERRUPTED_NOTE = "; stopped before completion, nothing was written"
 
 
 def _dataset_id(text: str) -> int:
@@ -93,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dataset", choices=list(DATASETS), help="which data set RAW_FOLDER holds")
     add_conversion_arguments(parser)
-    parser.set_defaults(func=run, interrupted_note=INTERRUPTED_NOTE)
+    parser.set_defaults(func=run, interrupted_note=NOTHING_WRITTEN)
 
 
 def script_main(definition: DatasetDefinition, argv: Sequence[str] | None = None) -> int:
@@ -109,5 +106,5 @@ def script_main(definition: DatasetDefinition, argv: Sequence[str] | None = None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_conversion_arguments(parser, definition.default_id)
-    parser.set_defaults(func=lambda args: convert(definition, args), interrupted_note=INTERRUPTED_NOTE)
+    parser.set_defaults(func=lambda args: convert(definition, args), interrupted_note=NOTHING_WRITTEN)
     return report_errors(module, lambda: parser.parse_args(argv))

@@ -16,6 +16,9 @@ from typing import Callable
 from nnunet_deconver.errors import DeconverError, os_error_message
 from nnunet_deconver.signals import Terminated, interruption_exit, termination_raises
 
+#: ``interrupted_note`` of the commands whose output is swapped in only once complete.
+NOTHING_WRITTEN = "; stopped before completion, nothing was written"
+
 
 def report_errors(prog: str, parse: Callable[[], argparse.Namespace]) -> int:
     """Parse the arguments with ``parse`` and run ``args.func(args)``; return its exit code.
