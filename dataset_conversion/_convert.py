@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Mapping, Sequence, TextIO
 
 from dataset_conversion._metadata import relative_to, write_dataset_files
-from dataset_conversion._model import (Case, CaseResult, ConversionError, DatasetDefinition, dataset_folder_name,
-                                       format_problems)
+from dataset_conversion._model import Case, CaseResult, ConversionError, DatasetDefinition, format_problems
 from dataset_conversion._output import atomic_output_folder
 from dataset_conversion._pool import process_cases
 from dataset_conversion._splits import DEFAULT_SEED, N_FOLDS, stratified_kfold
 from dataset_conversion._target import resolve_output_root, target_problems
 from nnunet_deconver.errors import os_error_message
+from nnunet_deconver.paper import dataset_folder_name
 
 
 def _print_lines(lines: Sequence[str], prefix: str, out: TextIO) -> None:
@@ -63,7 +63,7 @@ def dry_run_report(definition: DatasetDefinition, raw: Path, target: Path, cases
                    out: TextIO) -> int:
     """Print the cases, the strata and fold sizes (when every case is valid), the warnings and the
     problems of a dry run; return 1 if there are problems, else 0."""
-    print(f"[dry run] {definition.title}: {raw} -> {target} (nothing is written)", file=out)
+    print(f"[dry run] {definition.paper.title}: {raw} -> {target} (nothing is written)", file=out)
     print(f"{len(cases)} case(s) found:", file=out)
     for case in cases:
         sources = ", ".join(relative_to(p, raw) for p in case.images)
@@ -95,8 +95,8 @@ def convert_dataset(definition: DatasetDefinition, raw_folder: str | os.PathLike
     """
     out = out or sys.stdout
     raw = Path(raw_folder).expanduser()
-    dataset_id = definition.default_id if dataset_id is None else dataset_id
-    folder_name = dataset_folder_name(dataset_id, definition.name)
+    dataset_id = definition.paper.dataset_id if dataset_id is None else dataset_id
+    folder_name = dataset_folder_name(dataset_id, definition.paper.name)
     target = resolve_output_root(output_root) / folder_name
     refused = target_problems(raw, target, overwrite)
     if refused and not dry_run:
@@ -109,7 +109,7 @@ def convert_dataset(definition: DatasetDefinition, raw_folder: str | os.PathLike
     cases = sorted(discovery.cases, key=lambda c: c.case_id)
     problems = refused + list(discovery.problems) + case_id_problems(cases)
     if not cases and not problems:
-        raise ConversionError(f"no {definition.title} cases found in {raw}.\n"
+        raise ConversionError(f"no {definition.paper.title} cases found in {raw}.\n"
                               f"Expected layout:\n{definition.expected_layout}")
     if 0 < len(cases) < N_FOLDS and not discovery.problems:
         problems.append(f"only {len(cases)} case(s) found in {raw}: {N_FOLDS}-fold cross-validation needs "
@@ -138,7 +138,7 @@ def convert_dataset(definition: DatasetDefinition, raw_folder: str | os.PathLike
                 raise ConversionError(os_error_message(exc, "write")) from None
     finally:
         _print_lines(notes, "note", out)
-    print(f"{definition.title}: converted {len(cases)} cases into {target} "
+    print(f"{definition.paper.title}: converted {len(cases)} cases into {target} "
           f"(stratified by {definition.stratified_by}, seed {seed})", file=out)
     _print_lines(discovery.warnings, "warning", out)
     return 0

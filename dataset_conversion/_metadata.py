@@ -43,7 +43,7 @@ def build_metadata(definition: DatasetDefinition, folder_name: str, raw: Path, c
             "stratum": strata[case.case_id],
             "fold": fold_of[case.case_id],
         }
-    return {"dataset": folder_name, "source": definition.title, "stratified_by": definition.stratified_by,
+    return {"dataset": folder_name, "source": definition.paper.title, "stratified_by": definition.stratified_by,
             "n_folds": len(splits), "seed": seed, "cases": per_case}
 
 
@@ -72,7 +72,7 @@ def write_dataset_files(definition: DatasetDefinition, folder: Path, folder_name
         reference=definition.reference,
         description=definition.description,
         license=definition.licence,
-        converted_by=f"nnunet-deconver (dataset_conversion, {definition.key})",
+        converted_by=f"nnunet-deconver (dataset_conversion, {definition.paper.key})",
         **extra,
     )
     save_json(splits, str(folder / "splits_final.json"), sort_keys=False)

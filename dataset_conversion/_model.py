@@ -40,11 +40,6 @@ def format_problems(problems: Sequence[str], header: str) -> str:
     return "\n".join(lines)
 
 
-def dataset_folder_name(dataset_id: int, name: str) -> str:
-    """nnU-Net's folder name, e.g. ``Dataset501_ISLES22``."""
-    return f"Dataset{dataset_id:03d}_{name}"
-
-
 @dataclass(frozen=True)
 class Case:
     """One training case as found in the raw folder.
@@ -86,8 +81,8 @@ StrataFunction = Callable[[Sequence[Case], Mapping[str, CaseResult]], dict[str, 
 class DatasetDefinition:
     """Everything :func:`~dataset_conversion._convert.convert_dataset` needs to know about one data set.
 
-    ``paper`` is the data set's entry in the paper's registry (:mod:`nnunet_deconver.paper`), which
-    gives ``key``, ``default_id``, ``name`` and ``title``. ``convert_case(case, out_folder)`` reads and
+    ``paper`` is the data set's entry in the paper's registry (:mod:`nnunet_deconver.paper`): its
+    key, default id, nnU-Net name, title and folder name. ``convert_case(case, out_folder)`` reads and
     validates one case (raising :class:`ConversionError`) and, when ``out_folder`` is not None,
     writes its images to ``out_folder/imagesTr`` and its label to ``out_folder/labelsTr``. It runs in
     worker processes, so it must be a module-level function.
@@ -107,27 +102,3 @@ class DatasetDefinition:
     description: str
     regions_class_order: tuple[int, ...] | None = None
     reader_writer: str | None = None
-
-    @property
-    def key(self) -> str:
-        """The name ``nnunet-deconver convert`` takes, e.g. ``isles22``."""
-        return self.paper.key
-
-    @property
-    def default_id(self) -> int:
-        return self.paper.dataset_id
-
-    @property
-    def name(self) -> str:
-        """nnU-Net's name part, e.g. ``ISLES22``."""
-        return self.paper.name
-
-    @property
-    def title(self) -> str:
-        return self.paper.title
-
-    @property
-    def default_folder_name(self) -> str:
-        """The folder written without ``--dataset-id``, e.g. ``Dataset501_ISLES22`` (also the
-        name of the data set's script module)."""
-        return self.paper.folder_name

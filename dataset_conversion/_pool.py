@@ -62,7 +62,7 @@ def process_cases(definition: DatasetDefinition, cases: Sequence[Case], out_fold
     ``out_folder`` None only validates (the dry run).
     """
     tasks = [(definition.convert_case, case, out_folder) for case in cases]
-    desc = f"{'checking' if out_folder is None else 'converting'} {definition.title}"
+    desc = f"{'checking' if out_folder is None else 'converting'} {definition.paper.title}"
     outcomes = parallel_map(run_case, tasks, num_workers, desc, progress)
     results = {r.case_id: r for r, _ in outcomes if r is not None}
     return results, [problem for _, problem in outcomes if problem is not None]

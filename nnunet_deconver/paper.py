@@ -21,6 +21,11 @@ from typing import Mapping
 MAX_WIDTH = 512
 
 
+def dataset_folder_name(dataset_id: int, name: str) -> str:
+    """nnU-Net's folder name of a data set, e.g. ``Dataset501_ISLES22``."""
+    return f"Dataset{dataset_id:03d}_{name}"
+
+
 def paper_widths(c0: int, levels: int, cap: int = MAX_WIDTH) -> list[int]:
     """C_l = min(C0 * 2^l, cap) for l = 0 .. levels - 1."""
     return [min(c0 * 2**level, cap) for level in range(levels)]
@@ -64,7 +69,7 @@ class PaperDataset:
     @property
     def folder_name(self) -> str:
         """nnU-Net's folder name, e.g. ``Dataset501_ISLES22``."""
-        return f"Dataset{self.dataset_id:03d}_{self.name}"
+        return dataset_folder_name(self.dataset_id, self.name)
 
     @property
     def features_per_stage(self) -> list[int]:

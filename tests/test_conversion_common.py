@@ -203,9 +203,9 @@ def test_convert_finds_each_script_by_the_paper_registry(key, monkeypatch):
     assert args.func(args) == 0
     paper = DATASETS[key]
     (definition,) = seen
-    assert (definition.key, definition.default_id, definition.name, definition.title) == \
-        (key, paper.dataset_id, paper.name, paper.title)
-    assert definition.default_folder_name == paper.folder_name
+    found = definition.paper
+    assert (found.key, found.dataset_id, found.name, found.title) == (key, paper.dataset_id, paper.name, paper.title)
+    assert found.folder_name == paper.folder_name
 
 
 def test_cli_module_import_is_light():

@@ -98,13 +98,13 @@ def script_main(definition: DatasetDefinition, argv: Sequence[str] | None = None
 
     Errors are printed as ``DatasetXXX_Name: error: MESSAGE`` (the module's name).
     """
-    module = definition.default_folder_name
+    module = definition.paper.folder_name
     parser = argparse.ArgumentParser(
         prog=f"python -m dataset_conversion.{module}",
-        description=f"Convert {definition.title} into nnU-Net's raw format ($nnUNet_raw/{module}).",
+        description=f"Convert {definition.paper.title} into nnU-Net's raw format ($nnUNet_raw/{module}).",
         epilog=f"Expected layout of RAW_FOLDER:\n{definition.expected_layout}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_conversion_arguments(parser, definition.default_id)
+    add_conversion_arguments(parser, definition.paper.dataset_id)
     parser.set_defaults(func=lambda args: convert(definition, args), interrupted_note=NOTHING_WRITTEN)
     return report_errors(module, lambda: parser.parse_args(argv))

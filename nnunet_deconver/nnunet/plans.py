@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nnunet_deconver.errors import DeconverError, os_error_message, path_problem
 # standard library and this project only at import time: the command line registers ``plan`` from here
-from nnunet_deconver.paper import MAX_WIDTH, PaperDataset, get_dataset, paper_widths
+from nnunet_deconver.paper import PaperDataset, get_dataset, paper_widths
 
 #: plans identifier of the files :func:`write_preset_plans` writes (``-p nnUNetDeconverPlans``)
 PRESET_PLANS_IDENTIFIER = "nnUNetDeconverPlans"
@@ -60,7 +60,7 @@ def deconver_arguments(
         features = [int(c) for c in arch["features_per_stage"]]
         stem = [int(k) for k in arch["stem_kernel_size"]]
     else:
-        features = paper_widths(int(arch["features_per_stage"][0]), int(arch["n_stages"]), MAX_WIDTH)
+        features = paper_widths(int(arch["features_per_stage"][0]), int(arch["n_stages"]))
         stem = plan_kernels[0]
     return dict(
         input_channels=num_input_channels,
