@@ -18,7 +18,7 @@ from torch import nn
 
 from nnunet_deconver.ndc import NDC
 from nnunet_deconver.ndc.module import pointwise_conv
-from nnunet_deconver.network.tiling import autocast_input, contiguous_gradient, tiled
+from nnunet_deconver.network.tiling import contiguous_gradient, tiled
 
 #: the values of ``activation_memory``: what a block keeps for backward
 ACTIVATION_MEMORY = ("lean", "full")
@@ -133,9 +133,10 @@ class DeconverBlock(nn.Module):
 
     IN is instance normalisation, without learnable parameters unless ``spec.config.norm_affine``.
     With ``activation_memory="lean"`` the mixer and the MLP run tiled and recomputed in backward
-    (:func:`~nnunet_deconver.network.tiling.tiled`); the norms, which need whole-volume
-    statistics, and the residual sums stay outside. The mixer's slabs overlap by its NDC's reach
-    along the first spatial axis, ``iterations * 2 * (k // 2)``.
+    (:func:`~nnunet_deconver.network.tiling.tiled`), each with the norm before it: the norm's
+    whole-volume statistics are computed first, its normalisation per slab, so backward keeps the
+    block's input and Z, no normalised tensor. The mixer's slabs overlap by its NDC's reach along
+    the first spatial axis, ``iterations * 2 * (k // 2)``.
     """
 
     def __init__(self, spec: BlockSpec):
@@ -150,13 +151,11 @@ class DeconverBlock(nn.Module):
         self.mixer_halo = spec.config.iterations * 2 * (spec.kernel_size[0] // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x + self._branch(self.mixer, contiguous_gradient(self.norm1(x)), self.mixer_halo)
-        return z + self._branch(self.mlp, contiguous_gradient(self.norm2(z)), 0)
-
-    def _branch(self, fn: nn.Module, x: torch.Tensor, halo: int) -> torch.Tensor:
         if not self.lean:
-            return fn(x)
-        return tiled(fn, autocast_input(x), halo, self.tile_size)
+            z = x + self.mixer(contiguous_gradient(self.norm1(x)))
+            return z + self.mlp(contiguous_gradient(self.norm2(z)))
+        z = x + tiled(self.mixer, x, self.mixer_halo, self.tile_size, self.norm1)
+        return z + tiled(self.mlp, z, 0, self.tile_size, self.norm2)
 
 
 class DeconverStage(nn.Module):

@@ -23,7 +23,10 @@ import math
 from typing import Callable
 
 import torch
+from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from nnunet_deconver.network.instance_stats import instance_stats, normalize, normalized_anchor
 
 #: slabs per volume when the tile thickness is chosen automatically
 TILES = 8
@@ -60,9 +63,23 @@ def slabs(extent: int, thickness: int, halo: int) -> list[tuple[int, int, int, i
     return out
 
 
-def _cropped(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, keep_from: int,
-             keep_length: int) -> torch.Tensor:
-    return fn(x).narrow(2, keep_from, keep_length)
+def _slab(fn: Callable[[torch.Tensor], torch.Tensor], keep_from: int, keep_length: int, count: int,
+          norm: tuple | None, *pieces: torch.Tensor) -> torch.Tensor:
+    """fn(norm(slab)), cropped; pieces: the slab's pieces of x, then (with a norm) of its anchor."""
+    x = pieces[0] if count == 1 else torch.cat(pieces[:count], dim=2)
+    if norm is not None:
+        mean, rstd, weight, bias = norm
+        anchor = pieces[count] if count == 1 else torch.cat(pieces[count:], dim=2)
+        x = normalize(x, mean, rstd) + anchor
+        if weight is not None:
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            x = x * weight.view(shape) + bias.view(shape)
+    return fn(autocast_input(x)).narrow(2, keep_from, keep_length)
+
+
+def _cuts(extent: int, parts: list[tuple[int, int, int, int]]) -> list[int]:
+    """Where to split an axis so that every slab is a run of whole pieces: the slabs' ends."""
+    return sorted({0, extent} | {start for start, *_ in parts} | {start + length for start, length, *_ in parts})
 
 
 class _ContiguousGradient(torch.autograd.Function):
@@ -89,8 +106,8 @@ def contiguous_gradient(x: torch.Tensor) -> torch.Tensor:
 def autocast_input(x: torch.Tensor) -> torch.Tensor:
     """``x`` in the autocast dtype of its device when autocast is on, else ``x``.
 
-    A function whose first operations are autocast matrix products casts its input anyway; casting
-    before tiling gives the same values and keeps half the bytes for backward.
+    The tiled functions' first operations are autocast matrix products, which cast their input
+    anyway: casting first gives the same values.
     """
     device = x.device.type
     if torch.is_autocast_enabled(device) and x.is_floating_point():
@@ -98,9 +115,9 @@ def autocast_input(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, halo: int,
-          thickness: int | None = None) -> torch.Tensor:
-    """``fn(x)`` computed slab by slab along the first spatial axis, recomputed in backward.
+def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, halo: int, thickness: int | None = None,
+          norm: nn.Module | None = None) -> torch.Tensor:
+    """``fn(norm(x))`` computed slab by slab along the first spatial axis, recomputed in backward.
 
     Args:
         fn: (B, C, *S') -> (B, C_out, *S'), shape-preserving in S, whose output at a voxel depends
@@ -109,24 +126,36 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, halo: int
         x: (B, C, *S), S = (H, W) or (D, H, W).
         halo: that dependence range (0 for a pointwise function).
         thickness: slab thickness; None chooses it (:func:`tile_thickness`).
+        norm: an instance norm (``InstanceNorm2d`` / ``3d`` without running statistics) applied
+            first, or None: its statistics come from the whole volume, its normalisation happens
+            per slab (:mod:`~nnunet_deconver.network.instance_stats`). Under autocast, fn
+            receives the slab in the autocast dtype.
 
     Returns:
-        (B, C_out, *S), ``fn(x)``. With gradients enabled each slab is an activation checkpoint:
-        backward keeps ``x`` and recomputes the slab's intermediate tensors.
+        (B, C_out, *S), ``fn(norm(x))``. With gradients enabled each slab is an activation
+        checkpoint: backward keeps ``x`` (and the norm's statistics) and recomputes the slab's
+        intermediate tensors, the normalised slab included.
     """
     extent = x.shape[2]
     if thickness is None:
         thickness = tile_thickness(extent, x.shape[0] * math.prod(x.shape[2:]), halo)
     grad = torch.is_grad_enabled()
-    parts = []
-    if halo == 0:
-        pieces = [(piece, 0, piece.shape[2]) for piece in x.split(thickness, dim=2)]
-    else:
-        pieces = [(x.narrow(2, start, length), keep_from, keep_length)
-                  for start, length, keep_from, keep_length in slabs(extent, thickness, halo)]
-    for piece, keep_from, keep_length in pieces:
+    parts = slabs(extent, thickness, halo)
+    # each slab is a run of pieces of one split: backward gathers x's gradient in one tensor
+    cuts = _cuts(extent, parts)
+    sizes = [b - a for a, b in zip(cuts, cuts[1:])]
+    pieces, anchors, stats = x.split(sizes, dim=2), (), None
+    if norm is not None:
+        mean, rstd = instance_stats(x, norm.eps)
+        anchors = normalized_anchor(x, mean, rstd).split(sizes, dim=2)
+        stats = (mean, rstd, norm.weight, norm.bias)
+    outs = []
+    for start, length, keep_from, keep_length in parts:
+        first, last = cuts.index(start), cuts.index(start + length)
+        own = (*pieces[first:last], *anchors[first:last])
         if grad:
-            parts.append(checkpoint(_cropped, fn, piece, keep_from, keep_length, use_reentrant=False))
+            outs.append(checkpoint(_slab, fn, keep_from, keep_length, last - first, stats, *own,
+                                   use_reentrant=False))
         else:
-            parts.append(_cropped(fn, piece, keep_from, keep_length))
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+            outs.append(_slab(fn, keep_from, keep_length, last - first, stats, *own))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
