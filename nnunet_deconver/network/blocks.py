@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from dynamic_network_architectures.building_blocks.helper import get_matching_instancenorm
 from torch import nn
 
 from nnunet_deconver.ndc import NDC
 from nnunet_deconver.ndc.module import pointwise_conv
+from nnunet_deconver.network.norm import instance_norm
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,6 @@ class BlockSpec:
     def spatial_dims(self) -> int:
         """2 or 3: the length of the kernel size."""
         return len(self.kernel_size)
-
-
-def instance_norm(channels: int, spatial_dims: int, affine: bool) -> nn.Module:
-    """Instance normalisation over S, with or without learnable scale and shift."""
-    return get_matching_instancenorm(dimension=spatial_dims)(channels, affine=affine)
 
 
 class DeconvMixer(nn.Module):
