@@ -47,6 +47,7 @@ from nnunet_deconver.ndc.backends.registry import (
     BACKEND_ENV,
     BACKENDS,
     Backend,
+    NDCBackendError,
     NDCBackendWarning,
     backend_for,
     register,
@@ -59,6 +60,6 @@ register(Backend("triton", ("cuda",), triton_backend.forward, triton_backend.bac
                  preferred_on=("cuda",)))
 
 __all__ = [
-    "BACKENDS", "BACKEND_ENV", "Backend", "NDCBackendWarning", "backend_for", "ndc_update",
+    "BACKENDS", "BACKEND_ENV", "Backend", "NDCBackendError", "NDCBackendWarning", "backend_for", "ndc_update",
     "ndc_update_backward", "register", "requested_backend",
 ]

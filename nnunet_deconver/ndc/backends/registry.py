@@ -11,6 +11,8 @@ from typing import Callable, Optional
 
 import torch
 
+from nnunet_deconver.errors import DeconverError
+
 #: environment variable that forces a backend: ``auto`` (default) or a registered name (``torch``, ``cpp``, ``triton``)
 BACKEND_ENV = "NNUNET_DECONVER_NDC_BACKEND"
 
@@ -24,6 +26,10 @@ BackwardFn = Callable[
 
 class NDCBackendWarning(UserWarning):
     """A requested or preferred NDC backend is unavailable; the PyTorch-op backend is used."""
+
+
+class NDCBackendError(DeconverError, RuntimeError):
+    """A backend forced with ``NNUNET_DECONVER_NDC_BACKEND`` cannot compute here (the message says why)."""
 
 
 @dataclass(frozen=True)
