@@ -189,3 +189,71 @@ def test_stats_rejects_bad_numbers(args, needles):
     proc = _run(["nnunet-deconver", "stats", *args], _env())
     _one_error_line(proc, 2, "nnunet-deconver stats: error: ", *needles)
     assert proc.stdout == ""
+
+
+# ----------------------------------------------------------------------------- the other subcommands
+
+OPTION_CASES = [  # (arguments, the error line's prefix, what it must say)
+    (["plan", "abc", "--preset", "glas"], "nnunet-deconver plan: error: ",
+     "argument dataset: expected an nnU-Net data set id from 1 to 999 or a name like Dataset501_ISLES22, got 'abc'"),
+    (["plan", "0", "--preset", "glas"], "nnunet-deconver plan: error: ", "argument dataset: "),
+    (["plan", "1000", "--preset", "glas"], "nnunet-deconver plan: error: ", "argument dataset: "),
+    (["plan", "990", "--preset", "glas", "--plans-identifier", "nnUNetPlans"], "nnunet-deconver plan: error: ",
+     "argument --plans-identifier: nnUNetPlans is the --source-plans; the preset plans would replace nnU-Net's own"),
+    (["plan", "990", "--preset", "glas", "--plans-identifier", "../elsewhere"], "nnunet-deconver plan: error: ",
+     "argument --plans-identifier: expected a plans identifier"),
+    (["plan", "990", "--preset", "glas", "--plans-identifier", "a__b"], "nnunet-deconver plan: error: ",
+     "argument --plans-identifier: "),
+    (["plan", "990", "--preset", "glas", "--source-plans", "nnUNetPlans.json"], "nnunet-deconver plan: error: ",
+     "argument --source-plans: "),
+    (["demo", "--train-cases", "4"], "nnunet-deconver demo: error: ",
+     "argument --train-cases: expected an integer of at least 5"),
+    (["demo", "--train-cases", "-1"], "nnunet-deconver demo: error: ", "argument --train-cases: "),
+    (["demo", "--test-cases", "0"], "nnunet-deconver demo: error: ", "argument --test-cases: expected a positive"),
+    (["demo", "--min-dice", "1.5"], "nnunet-deconver demo: error: ", "argument --min-dice: expected a number from 0 to 1"),
+    (["demo", "--min-dice", "nan"], "nnunet-deconver demo: error: ", "argument --min-dice: "),
+    (["demo", "--min-dice", "-0.1"], "nnunet-deconver demo: error: ", "argument --min-dice: "),
+    (["evaluate", "x1", "-tr", "T", "-c", "3d_fullres"], "nnunet-deconver evaluate: error: ", "argument DATASET: "),
+    (["evaluate", "990", "-tr", "T", "-c", "3d_fullres", "-f", "0", "-1"], "nnunet-deconver evaluate: error: ",
+     "argument -f/--folds: expected a fold number (0, 1, ...) or 'all', got '-1'"),
+    (["evaluate", "990", "-tr", "T", "-c", "3d_fullres", "-p", "my/plans"], "nnunet-deconver evaluate: error: ",
+     "argument -p: "),
+    (["evaluate", "990", "-tr", "T", "-c", "3d_fullres", "-j", "0"], "nnunet-deconver evaluate: error: ",
+     "argument -j/--processes: expected a positive integer, got '0'"),
+    (["evaluate-folders", "p", "r", "-djfile", "d.json", "-j", "-2"], "nnunet-deconver evaluate-folders: error: ",
+     "argument -j/--processes: expected a positive integer"),
+    (["evaluate-folders", "p", "r", "-djfile", "d.json", "--kernel", "5"], "nnunet-deconver evaluate-folders: error: ",
+     "argument --kernel: picks the paper row of --compare-paper; give --compare-paper too"),
+    (["evaluate-folders", "p", "r", "-djfile", "d.json", "--empty-hd95", "-1"],
+     "nnunet-deconver evaluate-folders: error: ", "argument --empty-hd95: "),
+    (["convert", "glas", "raw", "-j", "0"], "nnunet-deconver convert: error: ", "argument -j/--num-workers: "),
+    (["convert", "glas", "raw", "--dataset-id", "1000"], "nnunet-deconver convert: error: ", "argument --dataset-id: "),
+    (["brats-labels", "in", "out", "-j", "-1"], "nnunet-deconver brats-labels: error: ", "argument -j/--num-workers: "),
+]
+
+
+@pytest.mark.parametrize("args, prefix, needle", OPTION_CASES)
+def test_subcommand_rejects_bad_option(tmp_path, args, prefix, needle):
+    proc = _run(["nnunet-deconver", *args], _env(), cwd=tmp_path)
+    _one_error_line(proc, 2, prefix, needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_refuses_a_folder_it_would_delete(tmp_path):
+    keep = tmp_path / "notes"
+    keep.mkdir()
+    (keep / "thesis.txt").write_text("not the demo's")
+    (tmp_path / "file").write_text("a file")
+    for folder, needle in ((keep, "is not empty and holds no earlier demo"), (tmp_path / "file", "is not a folder")):
+        proc = _run(["nnunet-deconver", "demo", "--folder", folder], _env(), cwd=tmp_path)
+        _one_error_line(proc, 1, "nnunet-deconver: error: ", f"--folder {folder}", needle)
+    assert (keep / "thesis.txt").read_text() == "not the demo's" and (tmp_path / "file").read_text() == "a file"
+
+
+def test_unknown_data_set_is_one_line(tmp_path):
+    env = _preprocessed(tmp_path, [32, 64, 128])
+    proc = _run(["nnunet-deconver", "plan", "991", "--preset", "isles22"], env)
+    _one_error_line(proc, 1, "nnunet-deconver: error: ", "Could not find a dataset with the ID 991",
+                    "Run nnUNetv2_plan_and_preprocess -d 991 first.")
+    proc = _run(["nnunet-deconver", "evaluate", "991", "-tr", "T", "-c", "3d_fullres"], env)
+    _one_error_line(proc, 1, "nnunet-deconver: error: cannot resolve data set '991': Could not find a dataset")
