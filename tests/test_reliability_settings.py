@@ -20,7 +20,7 @@ import torch
 
 from nnunet_deconver.ndc.backends import BACKEND_ENV, NDCBackendWarning, backend_for, check_request, registry
 from nnunet_deconver.nnunet import trainers
-from nnunet_deconver.nnunet.trainer_settings import ATTRIBUTE_CHECKS, settings_problem
+from nnunet_deconver.nnunet.trainer_settings import ATTRIBUTE_CHECKS, configuration_of, settings_problem
 
 BIN = Path(sys.executable).parent
 CHOICES = "choose one of auto, torch, cpp, triton"
@@ -133,7 +133,7 @@ def test_trainer_rejects_groups_that_do_not_divide_the_widths(monkeypatch):
     with pytest.raises(SystemExit) as exc:
         trainers.nnUNetTrainerDeconver_G8(_plans([12, 24, 48]), "3d_fullres", 0, {}, torch.device("cpu"))
     assert str(exc.value.code).startswith("nnUNetTrainerDeconver_G8: error: groups = 8 does not divide 12: ")
-    assert "(12, 24, 48 in configuration 3d_fullres)" in exc.value.code
+    assert "(12, 24, 48 in this configuration)" in exc.value.code
 
 
 def test_every_shipped_variant_passes_the_checks(monkeypatch):
@@ -141,7 +141,23 @@ def test_every_shipped_variant_passes_the_checks(monkeypatch):
     variants = [getattr(trainers, name) for name in trainers.__all__]
     assert len(variants) > 10
     for variant in variants:
-        assert settings_problem(variant, _plans([32, 64, 128]), "3d_fullres", torch.device("cpu")) is None, variant
+        assert settings_problem(variant, configuration_of(_plans([32, 64, 128]), "3d_fullres"), torch.device("cpu")) \
+            is None, variant
+
+
+@pytest.mark.parametrize("trainer, setting, needle", [
+    ("nnUNetTrainerDeconver", {BACKEND_ENV: "Garbage "}, f"{BACKEND_ENV}='Garbage ' is not a known NDC backend"),
+    ("nnUNetTrainerDeconver_G8", {}, "groups = 8 does not divide 12"),
+])
+def test_building_the_network_checks_too(trainer, setting, needle, monkeypatch):
+    """nnUNetv2_predict builds the network with the class method, constructing no trainer."""
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    for name, value in setting.items():
+        monkeypatch.setenv(name, value)
+    config = configuration_of(_plans([12, 24, 48]), "3d_fullres")
+    with pytest.raises(SystemExit) as exc:
+        getattr(trainers, trainer).build_network_architecture(None, config, 1, 2, enable_deep_supervision=False)
+    assert exc.value.code.startswith(f"{trainer}: error: {needle}"), exc.value.code
 
 
 def _preprocessed(root: Path, widths: list[int]) -> dict:
@@ -210,7 +226,8 @@ OPTION_CASES = [  # (arguments, the error line's prefix, what it must say)
      "argument --train-cases: expected an integer of at least 5"),
     (["demo", "--train-cases", "-1"], "nnunet-deconver demo: error: ", "argument --train-cases: "),
     (["demo", "--test-cases", "0"], "nnunet-deconver demo: error: ", "argument --test-cases: expected a positive"),
-    (["demo", "--min-dice", "1.5"], "nnunet-deconver demo: error: ", "argument --min-dice: expected a number from 0 to 1"),
+    (["demo", "--min-dice", "1.5"], "nnunet-deconver demo: error: ",
+     "argument --min-dice: expected a number from 0 to 1"),
     (["demo", "--min-dice", "nan"], "nnunet-deconver demo: error: ", "argument --min-dice: "),
     (["demo", "--min-dice", "-0.1"], "nnunet-deconver demo: error: ", "argument --min-dice: "),
     (["evaluate", "x1", "-tr", "T", "-c", "3d_fullres"], "nnunet-deconver evaluate: error: ", "argument DATASET: "),

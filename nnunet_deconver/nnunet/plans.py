@@ -140,7 +140,8 @@ def write_preset_plans(
     try:
         dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
     except RuntimeError as e:
-        raise PresetPlansError(f"{one_line(e)} Run nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first.") from None
+        rerun = f"Run nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first."
+        raise PresetPlansError(f"{one_line(e)} {rerun}") from None
     folder = Path(nnUNet_preprocessed.require()) / dataset_name
     source = folder / f"{source_plans}.json"
     rerun = f"Run nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first."

@@ -32,7 +32,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_deconver.network import Deconver
 from nnunet_deconver.nnunet.lr_schedule import WarmupCosineLRScheduler
 from nnunet_deconver.nnunet.plans import deconver_arguments
-from nnunet_deconver.nnunet.trainer_settings import require_valid_settings
+from nnunet_deconver.nnunet.trainer_settings import configuration_of, require_valid_settings
 
 
 def check_norm_variant(network_weights: dict, trainer: type, source: str) -> None:
@@ -80,7 +80,7 @@ class nnUNetTrainerDeconver(nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        require_valid_settings(type(self), plans, configuration, device)  # one line and exit, before any work
+        require_valid_settings(type(self), configuration_of(plans, configuration), device)  # one line, before any work
         if device.type == "cpu":
             enable_huge_pages()
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -96,6 +96,7 @@ class nnUNetTrainerDeconver(nnUNetTrainer):
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True) -> Deconver:
         """Deconver for this configuration; nnU-Net calls it for training and for inference."""
+        require_valid_settings(cls, configuration_manager)
         return Deconver(**deconver_arguments(
             configuration_manager, num_input_channels, num_output_channels,
             kernel_size=cls.kernel_size, ratio=cls.ratio, groups=cls.groups, norm_affine=cls.norm_affine,

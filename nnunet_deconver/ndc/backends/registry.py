@@ -89,7 +89,8 @@ def check_request(device: torch.device) -> str:
     Builds and self-checks nothing, so it is cheap enough to call before any work.
     """
     name = requested_backend()
-    if name != "auto" and device.type not in BACKENDS[name].device_types and (name, device.type) not in _warned_unserved:
+    unserved = name != "auto" and device.type not in BACKENDS[name].device_types
+    if unserved and (name, device.type) not in _warned_unserved:
         _warned_unserved.add((name, device.type))
         warnings.warn(
             f"nnunet_deconver: {BACKEND_ENV}={name} forces a backend that does not compute on {device.type} tensors "
