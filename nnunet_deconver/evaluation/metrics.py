@@ -18,7 +18,9 @@ Conventions:
   in place of each maximum: HD95 = max{ P_95(d(R -> P)), P_95(d(P -> R)) }, the larger of the two
   directed 95th percentiles. This is MONAI's ``HausdorffDistanceMetric(percentile=95)``.
 * **HD95, definition "pooled".** medpy's ``hd95``: one 95th percentile of the two directed sets
-  concatenated, P_95(d(P -> R) ++ d(R -> P)). Never larger than "directed-max", usually smaller.
+  concatenated, P_95(d(P -> R) ++ d(R -> P)). Usually smaller than "directed-max", not always: with
+  linear interpolation it can exceed both directed percentiles (a = [0 1 1], b = [1 1 0]: 1.0
+  against 0.95).
 * **Hausdorff distance.** HD = max{ max d(R -> P), max d(P -> R) } (both definitions agree).
 * **Dice.** DSC = 2 |A n B| / (|A| + |B|).
 * **Empty masks.** Both empty: Dice 1 and HD95 0. Exactly one empty: Dice 0 and HD95 equal to a
