@@ -6,6 +6,8 @@
   is worked out from the tools' definitions in the case's comment. HD95 values that are tedious by
   hand come from DeepMind's surface-distance library, which the tools call
   (:func:`test_evaluation_references.tools_hd95`), never from the code under test.
+* BraTS on seeded random cases (anisotropic, specks, missed lesions): in memory, against the tools'
+  procedure written here step by step on whole arrays (no crops), HD95 by the library.
 * GlaS: the 3 x 3 column and an 8-connected prediction through the command.
 
 The BraTS cases use label 3 only, so ET = TC = WT and the three regions share the figures. Arrays
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +211,73 @@ def test_glas_column_and_corner_connected_prediction(tmp_path):
     assert float(t["object_hausdorff"]) == pytest.approx(1.0)
     assert (t["n_true_positive_objects"], t["n_false_positive_objects"], t["n_false_negative_objects"]) == \
         ("2", "0", "0")
+
+
+# ---------------------------------------------------------------------------------------------
+# BraTS on seeded random cases: against the tools' procedure step by step
+# ---------------------------------------------------------------------------------------------
+
+
+def tools_brats(pred: np.ndarray, ref: np.ndarray, spacing_xyz) -> dict:
+    """The BraTS 2023 tools' procedure, written here from its definition, step by step on whole
+    (x, y, z) arrays, as the tools read them: no crops, every lesion and its dilation over the whole
+    image, HD95 by DeepMind's library (infinite when a side is empty, then 374)."""
+    import surface_distance
+    from scipy import ndimage
+
+    struct, full = ndimage.generate_binary_structure(3, 2), ndimage.generate_binary_structure(3, 3)
+    pred_cc, _ = ndimage.label(pred, full)
+    dil_cc, n_dil = ndimage.label(ndimage.binary_dilation(ref, struct, iterations=3), full)
+
+    def hd(a, b):
+        if not a.any() and not b.any():
+            return 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if not a.any() or not b.any():
+                return 374.0  # the library's infinity, replaced by the tools
+            d = surface_distance.compute_surface_distances(b, a, spacing_xyz)
+            return float(surface_distance.compute_robust_hausdorff(d, 95))
+
+    rows, matched = [], set()
+    for k in range(1, n_dil + 1):
+        gt = ref & (dil_cc == k)
+        hits = set(np.unique(pred_cc[ndimage.binary_dilation(gt, struct, iterations=3)]).tolist()) - {0}
+        matched |= hits
+        found = np.isin(pred_cc, list(hits))
+        volume = int(gt.sum()) * spacing_xyz[0] * spacing_xyz[1] * spacing_xyz[2]
+        rows.append((volume, bool(hits), 2 * (found & gt).sum() / (found.sum() + gt.sum()), hd(found, gt)))
+    kept = [r for r in rows if r[0] > 50]
+    n_fp = len(set(np.unique(pred_cc).tolist()) - {0} - matched)
+    n = len(kept) + n_fp
+    return {"lesionwise_dice": sum(r[2] for r in kept) / n if n else 1.0,
+            "lesionwise_hd95": (sum(r[3] for r in kept) + 374 * n_fp) / n if n else 0.0,
+            "legacy_dice": 2 * (pred & ref).sum() / (pred.sum() + ref.sum()) if (pred.any() or ref.any()) else 1.0,
+            "legacy_hd95": hd(pred, ref), "n_lesions": len(kept),
+            "n_missed_lesions": sum(1 for r in kept if not r[1]), "n_false_positive_lesions": n_fp}
+
+
+def test_brats_random_cases_equal_the_tools_procedure():
+    from nnunet_deconver.evaluation.challenge.brats import brats_metrics
+
+    rng = np.random.default_rng(23)
+    for t in range(24):
+        shape = (20, 32, 32)  # (z, y, x)
+        spacing_xyz = [(1.0, 1.0, 1.0), (1.0, 1.0, 3.0), (0.9375, 0.9375, 1.2000000476837158)][t % 3]
+        ref, pred = np.zeros(shape, bool), np.zeros(shape, bool)
+        for _ in range(int(rng.integers(1, 8))):  # lesions: boxes of 1 to 7^3 voxels, some missed
+            lo, size = rng.integers(0, shape), rng.integers(1, 8, 3)
+            box = tuple(slice(a, a + int(n)) for a, n in zip(lo, size))
+            ref[box] = True
+            if rng.random() < 0.75:  # found, shifted by up to a voxel, a tenth of it lost
+                shift = rng.integers(-1, 2, 3)
+                pred[tuple(slice(max(b.start + int(d), 0), b.stop + int(d)) for b, d in zip(box, shift))] = True
+        pred &= rng.random(shape) > 0.1
+        for _ in range(int(rng.integers(0, 4))):  # one-voxel false positives, near or far
+            pred[tuple(int(rng.integers(0, n)) for n in shape)] = True
+        if t % 8 == 0:
+            pred[:] = False
+        got = brats_metrics(pred, ref, spacing_xyz[::-1])
+        want = tools_brats(pred.T.copy(), ref.T.copy(), spacing_xyz)
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, abs=1e-6), (t, key, got, want)
