@@ -5,8 +5,9 @@ Conventions:
 * **Surface.** The surface of a binary mask is the set of its voxels that have at least one
   *face* neighbour outside the mask (4-connectivity in 2D, 6-connectivity in 3D, in general the
   2N axis neighbours in N dimensions). Voxels outside the image count as outside the mask, so a
-  mask voxel on the image border is always a surface voxel (as in medpy, MONAI's
-  ``get_mask_edges`` and the BraTS tools).
+  mask voxel on the image border is always a surface voxel (as in medpy and MONAI's
+  ``get_mask_edges``; the BraTS tools use surface elements at voxel corners instead, see
+  :mod:`nnunet_deconver.evaluation.surfels`).
 * **Directed surface distances.** d(P -> R): for every surface voxel of P the Euclidean distance
   (in the units of ``spacing``, e.g. mm) to the nearest surface voxel of R; d(R -> P) likewise.
   Distances are between voxel centres.
