@@ -1,4 +1,4 @@
-"""BraTS 2023 and GlaS figures against the official evaluation tools' definitions, case by case.
+"""BraTS 2023, GlaS and FIVES figures against the official tools' definitions, case by case.
 
 * BraTS 2023 lesion-wise and legacy figures: cases built to hit each rule (the 18-neighbour
   dilation, the 50 mm^3 threshold, false positives near and far, nested and touching lesions),
@@ -8,7 +8,8 @@
   (:func:`test_evaluation_references.tools_hd95`), never from the code under test.
 * BraTS on seeded random cases (anisotropic, specks, missed lesions): in memory, against the tools'
   procedure written here step by step on whole arrays (no crops), HD95 by the library.
-* GlaS: the 3 x 3 column and an 8-connected prediction through the command.
+* GlaS: the 3 x 3 column and an 8-connected prediction through the command; FIVES: its empty-mask
+  conventions through the command.
 
 The BraTS cases use label 3 only, so ET = TC = WT and the three regions share the figures. Arrays
 are (z, y, x) as SimpleITK writes them; the tools read (x, y, z) with nibabel.
@@ -211,6 +212,26 @@ def test_glas_column_and_corner_connected_prediction(tmp_path):
     assert float(t["object_hausdorff"]) == pytest.approx(1.0)
     assert (t["n_true_positive_objects"], t["n_false_positive_objects"], t["n_false_negative_objects"]) == \
         ("2", "0", "0")
+
+
+def test_fives_empty_mask_conventions(tmp_path):
+    """FIVES (no official code: its data paper's figures) on 10 x 10 images, default penalty.
+
+    both empty: Dice 1, HD95 0; TP = FP = FN = 0, TN 100: sensitivity 1 (no reference pixel),
+    specificity 1, accuracy 1. reference empty, 10 predicted pixels: Dice 0, HD95 the image
+    diagonal sqrt(10^2 + 10^2); sensitivity 1, specificity 90/100, accuracy 0.9. both full: Dice 1,
+    HD95 0; TN + FP = 0, specificity 1 (no background pixel); accuracy 1.
+    """
+    empty, row, full = np.zeros((10, 10), np.uint8), np.zeros((10, 10), np.uint8), np.ones((10, 10), np.uint8)
+    row[4] = 1
+    cases = {"both_empty": (empty, empty, None), "ref_empty": (row, empty, None), "full": (full, full, None)}
+    pred_dir, ref_dir, dj = _write(tmp_path, cases, {"background": 0, "vessel": 1}, ".png", "Dataset504_FIVES")
+    rows = _evaluate(tmp_path, pred_dir, ref_dir, dj)
+    names = ("dice", "hd95", "sensitivity", "specificity", "accuracy")
+    got = {case: tuple(float(rows[case, "vessel"][k]) for k in names) for case in cases}
+    assert got["both_empty"] == (1.0, 0.0, 1.0, 1.0, 1.0)
+    assert got["ref_empty"] == pytest.approx((0.0, 200 ** 0.5, 1.0, 0.9, 0.9))
+    assert got["full"] == (1.0, 0.0, 1.0, 1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------
