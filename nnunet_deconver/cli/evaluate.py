@@ -35,7 +35,7 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
                    help="worker processes over cases (default: %(default)s; 1 = no pool)")
     p.add_argument("--empty-hd95", type=_penalty, default="diagonal", metavar="{diagonal,brats,NUMBER}",
                    help="HD95 when exactly one of prediction and reference is empty: the image "
-                   "diagonal in mm (default), 'brats' (373.13 mm, the BraTS tools' value) or a number "
+                   "diagonal in mm (default), 'brats' (373.13 mm, the BraTS grid's diagonal) or a number "
                    "(the paper's metrics and the GlaS / FIVES figures; the BraTS figures use 374)")
     p.add_argument("--compare-paper", choices=list(DATASETS), default=None,
                    help="add the paper's Deconver row(s) for this data set to the table")
@@ -47,7 +47,8 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hd95-definition", choices=HD95_DEFINITIONS, default="directed-max",
                    help="directed-max (default, the paper's equation (9), MONAI's): the larger of the two "
                    "directed 95th percentiles of the surface distances; pooled (medpy's): one 95th "
-                   "percentile of both directions' distances together")
+                   "percentile of both directions' distances together (not the BraTS figures, which use "
+                   "the BraTS tools' own HD95)")
     p.add_argument("--metrics", choices=("paper", "challenge", "all"), default=None,
                    help="the paper's DSC / HD95, the data set's challenge metrics, or both (default: all "
                    "when the challenge is known from --challenge or the data set name, else paper)")
