@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from nnunet_deconver.errors import DeconverError
+from nnunet_deconver.errors import DeconverError, describe_os_error
 from nnunet_deconver.workers import default_workers
 
 DEMO_ID = 990
@@ -41,8 +41,30 @@ def _run(args: list[str], env: dict) -> None:
         raise DeconverError(f"{args[0]} failed with exit code {result.returncode} (its output is above)")
 
 
+def check_demo_folder(folder: Path) -> None:
+    """Raise :class:`DeconverError` unless ``folder`` may be (re)made by the demo: absent, an empty
+    folder, or an earlier demo's (its ``nnUNet_raw/Dataset990_DeconverDemo``); anything else would be
+    deleted by :func:`run_demo`."""
+    if folder.is_symlink():
+        raise DeconverError(f"--folder {folder} is a symbolic link; give a folder itself")
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise DeconverError(f"--folder {folder} exists and is not a folder; choose another --folder")
+    try:
+        empty = next(folder.iterdir(), None) is None
+    except OSError as exc:
+        raise DeconverError(f"--folder {folder}: {describe_os_error(exc)}") from None
+    if not empty and not (folder / "nnUNet_raw" / f"Dataset{DEMO_ID:03d}_{DEMO_NAME}").is_dir():
+        raise DeconverError(f"--folder {folder} is not empty and holds no earlier demo (no nnUNet_raw/"
+                            f"Dataset{DEMO_ID:03d}_{DEMO_NAME}); the demo replaces its folder, so choose a new or "
+                            "empty one")
+
+
 def run_demo(folder: Path, n_train: int = 9, n_test: int = 3, min_dice: float = 0.5, seed: int = 0) -> float:
-    """Run the demo in ``folder`` (replaced if it exists); returns the mean held-out Dice."""
+    """Run the demo in ``folder`` (replaced if it exists; see :func:`check_demo_folder`); returns the
+    mean held-out Dice."""
+    check_demo_folder(folder)
     import numpy as np
     import SimpleITK as sitk
 

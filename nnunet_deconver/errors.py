@@ -50,6 +50,11 @@ class DeconverError(Exception):
     """
 
 
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (another library's, e.g. nnU-Net's, may span several)."""
+    return " ".join(str(exc).split())
+
+
 def describe_os_error(exc: OSError) -> str:
     """The reason of ``exc`` in a few words, e.g. ``permission denied``.
 

@@ -31,6 +31,12 @@ def paper_widths(c0: int, levels: int, cap: int = MAX_WIDTH) -> list[int]:
     return [min(c0 * 2**level, cap) for level in range(levels)]
 
 
+def undivided_widths(widths: list[int], ratio: int, groups: int) -> list[int]:
+    """The channel counts of the NDC layers (every width C and R * C) that ``groups`` does not
+    divide, ascending; empty when every NDC layer can be split into ``groups`` groups."""
+    return sorted({n for c in widths for n in (c, ratio * c) if n % groups})
+
+
 @dataclass(frozen=True)
 class PaperResult:
     """One Deconver row of the paper's tables: per target (paper order) DSC in % and HD95, and the

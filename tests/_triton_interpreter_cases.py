@@ -171,3 +171,31 @@ def test_lean_block_equals_full_block_on_this_backend(monkeypatch):
         results.append([out.detach(), leaf.grad, *(p.grad for p in block.parameters())])
     for want, got in zip(*results):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_self_check_catches_a_wrong_kernel(monkeypatch):
+    """The check compares every kernel with float64 PyTorch: a result 0.1% off is reported by name."""
+    assert triton_backend.check_kernels(torch.device("cpu")) == []
+    real = triton_backend._weight_grad
+    monkeypatch.setattr(triton_backend, "_weight_grad", lambda *args: real(*args) * 1.001)
+    problems = triton_backend.check_kernels(torch.device("cpu"))
+    assert problems and all(p.startswith("dL/dV") for p in problems), problems
+
+
+def test_forced_backend_that_fails_its_check_is_an_error(monkeypatch):
+    """Forced with NNUNET_DECONVER_NDC_BACKEND=triton, a failed check is an error that says why
+    (every call, no fallback); under ``auto`` the same failure warns once and falls back."""
+    from nnunet_deconver.ndc.backends import BACKEND_ENV, NDCBackendError, NDCBackendWarning
+
+    monkeypatch.setattr(triton_backend, "check_kernels", lambda device: ["dL/dV (3D, rectify=True) off by 0.5"])
+    monkeypatch.setitem(triton_backend._state, "available", None)
+    monkeypatch.setenv(BACKEND_ENV, "triton")
+    for _ in range(2):
+        with pytest.raises(NDCBackendError, match="NNUNET_DECONVER_NDC_BACKEND=triton.*dL/dV .3D, rectify=True. off"):
+            triton_backend.is_available()
+    monkeypatch.setitem(triton_backend._state, "available", None)
+    monkeypatch.setenv(BACKEND_ENV, "auto")
+    with pytest.warns(NDCBackendWarning, match="dL/dV") as record:
+        assert not triton_backend.is_available()
+        assert not triton_backend.is_available()
+    assert len(record) == 1

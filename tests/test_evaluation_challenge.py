@@ -21,6 +21,7 @@ from PIL import Image
 
 from conftest import run_command
 from test_evaluation_metrics import brute_hd95
+from test_evaluation_references import tools_hd95
 
 from nnunet_deconver.cli import main as cli_main
 
@@ -76,11 +77,11 @@ def test_brats_lesionwise_through_the_command(tmp_path):
     # case b1: all tumour is label 3, so ET = TC = WT and the three regions give the same figures.
     l1 = _box(shape, (5, 5, 2), (10, 10, 6))      # 100 voxels, predicted exactly
     l2 = _box(shape, (25, 25, 10), (29, 29, 14))  # 64 voxels, missed
-    l3 = _box(shape, (5, 30, 14), (8, 33, 17))    # 27 voxels (< 50): left out, and so is its prediction
+    l3 = _box(shape, (5, 30, 14), (7, 33, 17))    # 18 voxels, 36 mm^3 (<= 50): left out with its prediction
     fp = _box(shape, (30, 5, 2), (32, 7, 4))      # 8 voxels, > 3 voxels from every lesion: false positive
     ref1, pred1 = (l1 | l2 | l3), (l1 | l3 | fp)
     # scored lesions: l1 (Dice 1, HD95 0), l2 missed (0, 374), fp (0, 374)
-    # lesion-wise Dice = 1/3, HD95 = 748/3; legacy Dice = 2 (100 + 27) / (135 + 191) = 254/326
+    # lesion-wise Dice = 1/3, HD95 = 748/3; legacy Dice = 2 (100 + 18) / (126 + 182) = 236/308
     # case b2: two 64-voxel boxes 2 voxels apart merge under the 3-voxel dilation into one lesion of
     # 128 voxels; the prediction finds one box: Dice 2*64/192 = 2/3 (not (1 + 0) / 2 per box).
     a = _box(shape, (5, 5, 5), (9, 9, 9))
@@ -99,15 +100,18 @@ def test_brats_lesionwise_through_the_command(tmp_path):
         assert float(r1["lesionwise_dice"]) == pytest.approx(1 / 3)
         assert float(r1["lesionwise_hd95"]) == pytest.approx(748 / 3)
         assert (r1["n_lesions"], r1["n_missed_lesions"], r1["n_false_positive_lesions"]) == ("2", "1", "1")
-        assert float(r1["legacy_dice"]) == pytest.approx(254 / 326)
-        assert float(r1["legacy_hd95"]) == pytest.approx(brute_hd95(pred1, ref1, sp, 374.0), abs=1e-6)
+        assert float(r1["legacy_dice"]) == pytest.approx(236 / 308)
+        # HD95 in the BraTS tools' convention, by the library they call (test_evaluation_references)
+        assert float(r1["legacy_hd95"]) == pytest.approx(tools_hd95(pred1, ref1, sp), abs=1e-6)
         assert float(r2["lesionwise_dice"]) == pytest.approx(2 / 3)
-        assert float(r2["lesionwise_hd95"]) == pytest.approx(brute_hd95(pred2, ref2, sp, 374.0), abs=1e-6)
+        assert float(r2["lesionwise_hd95"]) == pytest.approx(tools_hd95(pred2, ref2, sp), abs=1e-6)
         assert r2["n_lesions"] == "1"
         assert (float(r3["lesionwise_dice"]), float(r3["lesionwise_hd95"])) == (1.0, 0.0)
         assert (float(r3["legacy_dice"]), float(r3["legacy_hd95"])) == (1.0, 0.0)
     # the data set name selects the challenge; --metrics defaults to all: paper columns too
-    assert float(rows["b1", "whole tumor"]["dice"]) == pytest.approx(254 / 326)
+    assert float(rows["b1", "whole tumor"]["dice"]) == pytest.approx(236 / 308)
+    # ... whose HD95 is the paper's (surface voxels), not the tools'
+    assert float(rows["b1", "whole tumor"]["hd95"]) == pytest.approx(brute_hd95(pred1, ref1, sp, 0.0), abs=1e-6)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"] == "all" and summary["challenge"]["key"] == "brats23"
     oc = summary["challenge"]["statistics"]["over_cases"]

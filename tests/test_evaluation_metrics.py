@@ -179,6 +179,18 @@ def test_surface_distances_directed_by_hand():
     assert hd95(a, b, (2.0, 1.0), definition="directed-max") == pytest.approx(directed, abs=1e-12)
 
 
+def test_pooled_can_exceed_directed_max():
+    """a = [0 1 1], b = [1 1 0] (one row, spacing 1): every voxel is a surface voxel.
+
+    d(a -> b) = [0, 1] and d(b -> a) = [1, 0]: each P95 = 0 + 0.95 (1 - 0) = 0.95, directed-max
+    0.95. Pooled [0, 0, 1, 1]: h = 0.95 * 3 = 2.85 between two 1s: 1.0 > 0.95.
+    """
+    a = np.array([[0, 1, 1]], bool)
+    b = np.array([[1, 1, 0]], bool)
+    assert hd95(a, b) == pytest.approx(0.95, abs=1e-12)
+    assert hd95(a, b, definition="pooled") == pytest.approx(1.0, abs=1e-12)
+
+
 def test_hd95_single_voxels_anisotropic():
     a = np.zeros((5, 8, 4), dtype=bool)
     b = np.zeros((5, 8, 4), dtype=bool)

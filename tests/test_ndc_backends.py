@@ -218,3 +218,18 @@ def test_module_uses_dispatch_and_matches_plain_graph(backend):
     grads_ref = torch.autograd.grad(out_ref.square().sum(), [x, *ref.parameters()])
     for mine, expected in zip(grads, grads_ref):
         torch.testing.assert_close(mine, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_any_layout_is_accepted_off_cpu():
+    """On CPU the NDC's input goes channels-last; on other devices (``meta`` here, as CUDA) a sliced
+    or permuted input is taken as it is, not passed to ``Tensor.contiguous(preserve_format)``,
+    which raises."""
+    from nnunet_deconver.ndc.ops import in_preferred_layout
+
+    sliced = torch.empty(2, 8, 5, 6, 7, device="meta")[:, ::2]
+    assert in_preferred_layout(sliced) is sliced
+    with pytest.raises(RuntimeError, match="preserve memory format is unsupported"):
+        sliced.contiguous(memory_format=torch.preserve_format)  # what the module called before
+    cpu = torch.rand(2, 8, 5, 6, 7)[:, ::2]
+    got = in_preferred_layout(cpu)
+    assert got.is_contiguous(memory_format=torch.channels_last_3d) and torch.equal(got, cpu)

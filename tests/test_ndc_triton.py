@@ -31,7 +31,7 @@ def test_triton_kernels_under_the_interpreter():
     )
     assert proc.returncode == 0, f"{proc.stdout[-8000:]}\n{proc.stderr[-3000:]}"
     summary = proc.stdout.strip().splitlines()[-1]
-    assert "18 passed" in summary and "failed" not in summary and "skipped" not in summary, summary
+    assert "20 passed" in summary and "failed" not in summary and "skipped" not in summary, summary
 
 
 # Every kernel variant the backend launches, compiled ahead of time to CUDA machine code by
@@ -79,3 +79,43 @@ def _meta(kernel):
 
     x = torch.empty(1, 2, 4, 4, 4, device="meta")
     return x, torch.empty(1, 8, 4, 4, 4, device="meta"), torch.empty(2, 4, *kernel, device="meta"), 2
+
+
+@pytest.mark.parametrize("batch,channels,ratio,size,kernel", [
+    (32, 512, 4, (256, 256), (3, 3)),  # a 2D network's deepest level at batch 32: B * E = 65536
+    (2, 32, 4, (128, 160, 112), (3, 3, 3)),  # BraTS-sized first level
+    (64, 320, 4, (1, 1), (3, 3)),  # one voxel per plane, many planes
+])
+def test_launch_grids_stay_within_cuda_limits(batch, channels, ratio, size, kernel):
+    """Every launch grid of the backend for shapes whose B * E passes CUDA's 65535 limit of a
+    grid's second axis: within the limits, and one program per (plane, block) / filter row."""
+    import math
+
+    import torch
+
+    from nnunet_deconver.ndc.backends import triton_backend
+
+    x = torch.empty(batch, channels, *size, device="meta")
+    s = torch.empty(batch, ratio * channels, *size, device="meta")
+    weight = torch.empty(channels, ratio, *kernel, device="meta")
+    geo = triton_backend._geometry(x, s, weight, channels)
+    limits = triton_backend.GRID_LIMITS
+    assert limits == (2**31 - 1, 65535, 65535)
+    for rows in (batch * channels, batch * ratio * channels):
+        grid = triton_backend.position_grid(geo, rows)
+        assert len(grid) == 1 and grid[0] <= limits[0]
+        assert grid[0] == rows * math.ceil(math.prod(size) / geo["BLOCK"])
+    grid, chunk = triton_backend.weight_grad_grid(geo)
+    assert all(g <= limit for g, limit in zip(grid, limits))
+    assert grid[0] == channels * ratio and grid[1] * chunk >= batch * math.prod(size) > (grid[1] - 1) * chunk
+
+
+def test_launch_grid_beyond_cuda_limits_is_a_clear_error():
+    import torch
+
+    from nnunet_deconver.ndc.backends import triton_backend
+
+    x = torch.empty(1, 1, 2**16, 2**16, device="meta")
+    geo = triton_backend._geometry(x, x, torch.empty(1, 1, 3, 3, device="meta"), 1)
+    with pytest.raises(ValueError, match="more than CUDA launches at once"):
+        triton_backend.position_grid(geo, 2**16)

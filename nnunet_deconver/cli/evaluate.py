@@ -8,7 +8,9 @@ imports nothing heavy: nnU-Net and torch load only when the subcommand runs.
 from __future__ import annotations
 
 import argparse
+import functools
 
+from nnunet_deconver.cli.reporting import dataset_name_or_id, fold, plans_name, positive_int
 from nnunet_deconver.paper import DATASETS
 from nnunet_deconver.workers import default_workers
 
@@ -29,11 +31,11 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     """Options of ``evaluate`` and ``evaluate-folders``."""
     p.add_argument("-o", "--output", default=None, help="output folder for summary.json, per_case.csv "
                    "and table.md")
-    p.add_argument("-j", "--processes", type=int, default=default_workers(),
+    p.add_argument("-j", "--processes", type=positive_int, default=default_workers(),
                    help="worker processes over cases (default: %(default)s; 1 = no pool)")
     p.add_argument("--empty-hd95", type=_penalty, default="diagonal", metavar="{diagonal,brats,NUMBER}",
                    help="HD95 when exactly one of prediction and reference is empty: the image "
-                   "diagonal in mm (default), 'brats' (373.13 mm, the BraTS tools' value) or a number "
+                   "diagonal in mm (default), 'brats' (373.13 mm, the BraTS grid's diagonal) or a number "
                    "(the paper's metrics and the GlaS / FIVES figures; the BraTS figures use 374)")
     p.add_argument("--compare-paper", choices=list(DATASETS), default=None,
                    help="add the paper's Deconver row(s) for this data set to the table")
@@ -45,12 +47,19 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hd95-definition", choices=HD95_DEFINITIONS, default="directed-max",
                    help="directed-max (default, the paper's equation (9), MONAI's): the larger of the two "
                    "directed 95th percentiles of the surface distances; pooled (medpy's): one 95th "
-                   "percentile of both directions' distances together")
+                   "percentile of both directions' distances together (not the BraTS figures, which use "
+                   "the BraTS tools' own HD95)")
     p.add_argument("--metrics", choices=("paper", "challenge", "all"), default=None,
                    help="the paper's DSC / HD95, the data set's challenge metrics, or both (default: all "
                    "when the challenge is known from --challenge or the data set name, else paper)")
     p.add_argument("--challenge", choices=list(DATASETS), default=None,
                    help="whose challenge metrics to compute (default: from the data set name)")
+
+
+def check_evaluation_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """The checks of :func:`add_evaluation_options` that argparse cannot do alone (exit code 2)."""
+    if args.kernel is not None and args.compare_paper is None:
+        parser.error("argument --kernel: picks the paper row of --compare-paper; give --compare-paper too")
 
 
 def print_summary(summary: dict, strict: bool) -> int:
@@ -78,7 +87,8 @@ def evaluation_options(args: argparse.Namespace) -> dict:
                 metrics=args.metrics, challenge=args.challenge)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    check_evaluation_options(args, parser)
     from nnunet_deconver.evaluation.report import evaluate_crossval
 
     summary = evaluate_crossval(args.dataset, args.trainer, args.configuration, plans=args.plans,
@@ -96,11 +106,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "$nnUNet_raw/DatasetXXX/labelsTr: Dice and HD95 per case, label or region, fold and "
         "over folds; writes summary.json, per_case.csv and table.md.",
     )
-    p.add_argument("dataset", metavar="DATASET", help="data set id or name (e.g. 2 or Dataset002_X)")
+    p.add_argument("dataset", metavar="DATASET", type=dataset_name_or_id,
+                   help="data set id or name (e.g. 2 or Dataset002_X)")
     p.add_argument("-tr", dest="trainer", required=True, help="trainer class name")
     p.add_argument("-c", dest="configuration", required=True, help="configuration, e.g. 3d_fullres")
-    p.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default: %(default)s)")
-    p.add_argument("-f", "--folds", nargs="+", default=["0", "1", "2", "3", "4"],
+    p.add_argument("-p", dest="plans", type=plans_name, default="nnUNetPlans",
+                   help="plans identifier (default: %(default)s)")
+    p.add_argument("-f", "--folds", nargs="+", type=fold, default=["0", "1", "2", "3", "4"],
                    help="folds to evaluate (default: 0 1 2 3 4)")
     add_evaluation_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=functools.partial(run, parser=p))

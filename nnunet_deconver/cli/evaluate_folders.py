@@ -4,11 +4,18 @@ predictions against a folder of references."""
 from __future__ import annotations
 
 import argparse
+import functools
 
-from nnunet_deconver.cli.evaluate import add_evaluation_options, evaluation_options, print_summary
+from nnunet_deconver.cli.evaluate import (
+    add_evaluation_options,
+    check_evaluation_options,
+    evaluation_options,
+    print_summary,
+)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    check_evaluation_options(args, parser)
     from nnunet_deconver.evaluation.report import evaluate_folders
 
     summary = evaluate_folders(args.pred, args.ref, args.djfile, instance_folder=args.instances,
@@ -31,4 +38,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --challenge glas: folder of reference gland instance maps (CASE.png, e.g. "
                    "the converted data set's instancesTr); default: connected components of REF")
     add_evaluation_options(q)
-    q.set_defaults(func=run)
+    q.set_defaults(func=functools.partial(run, parser=q))

@@ -48,3 +48,38 @@ def positive_int(text: str) -> int:
     if not re.fullmatch(r"\d+", text) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
+
+
+def dataset_name_or_id(text: str) -> str:
+    """argparse type: an nnU-Net data set id (1 to 999) or folder name (``Dataset501_ISLES22``)."""
+    if (re.fullmatch(r"\d+", text) and 1 <= int(text) <= 999) or re.fullmatch(r"Dataset\d{3}_[\w.-]+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected an nnU-Net data set id from 1 to 999 or a name like "
+                                     f"Dataset501_ISLES22, got {text!r}")
+
+
+def plans_name(text: str) -> str:
+    """argparse type: an nnU-Net plans identifier, the name of a plans file without ``.json`` (letters,
+    digits, ``_``, ``-``, ``.``; no folder, no ``__``, which nnU-Net's result folder names use as separator)."""
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*", text) and "__" not in text and not text.endswith(".json"):
+        return text
+    raise argparse.ArgumentTypeError(f"expected a plans identifier such as nnUNetPlans (a file name without .json: "
+                                     f"letters, digits, _ - . but not __), got {text!r}")
+
+
+def fold(text: str) -> str:
+    """argparse type: an nnU-Net fold, a non-negative integer or ``all``."""
+    if re.fullmatch(r"\d+|all", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected a fold number (0, 1, ...) or 'all', got {text!r}")
+
+
+def probability(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value

@@ -5,8 +5,9 @@ Conventions:
 * **Surface.** The surface of a binary mask is the set of its voxels that have at least one
   *face* neighbour outside the mask (4-connectivity in 2D, 6-connectivity in 3D, in general the
   2N axis neighbours in N dimensions). Voxels outside the image count as outside the mask, so a
-  mask voxel on the image border is always a surface voxel (as in medpy, MONAI's
-  ``get_mask_edges`` and the BraTS tools).
+  mask voxel on the image border is always a surface voxel (as in medpy and MONAI's
+  ``get_mask_edges``; the BraTS tools use surface elements at voxel corners instead, see
+  :mod:`nnunet_deconver.evaluation.surfels`).
 * **Directed surface distances.** d(P -> R): for every surface voxel of P the Euclidean distance
   (in the units of ``spacing``, e.g. mm) to the nearest surface voxel of R; d(R -> P) likewise.
   Distances are between voxel centres.
@@ -18,7 +19,9 @@ Conventions:
   in place of each maximum: HD95 = max{ P_95(d(R -> P)), P_95(d(P -> R)) }, the larger of the two
   directed 95th percentiles. This is MONAI's ``HausdorffDistanceMetric(percentile=95)``.
 * **HD95, definition "pooled".** medpy's ``hd95``: one 95th percentile of the two directed sets
-  concatenated, P_95(d(P -> R) ++ d(R -> P)). Never larger than "directed-max", usually smaller.
+  concatenated, P_95(d(P -> R) ++ d(R -> P)). Usually smaller than "directed-max", not always: with
+  linear interpolation it can exceed both directed percentiles (a = [0 1 1], b = [1 1 0]: 1.0
+  against 0.95).
 * **Hausdorff distance.** HD = max{ max d(R -> P), max d(P -> R) } (both definitions agree).
 * **Dice.** DSC = 2 |A n B| / (|A| + |B|).
 * **Empty masks.** Both empty: Dice 1 and HD95 0. Exactly one empty: Dice 0 and HD95 equal to a

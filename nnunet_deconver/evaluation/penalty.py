@@ -13,8 +13,9 @@ from typing import Sequence, Union
 
 __all__ = ["BRATS_HD95_PENALTY", "EmptyPenalty", "PenaltyLike", "image_diagonal"]
 
-#: HD95 given by the BraTS challenge tools when exactly one of the masks is empty (mm): the
-#: diagonal sqrt(240^2 + 240^2 + 155^2) of the BraTS 240 x 240 x 155 grid at 1 mm.
+#: An HD95 for exactly one empty mask on BraTS images (mm): the diagonal
+#: sqrt(240^2 + 240^2 + 155^2) of the BraTS 240 x 240 x 155 grid at 1 mm. (The BraTS 2023
+#: lesion-wise tools give 374 instead; the BraTS figures of ``challenge.brats`` use that.)
 BRATS_HD95_PENALTY: float = 373.12866
 
 

@@ -144,8 +144,14 @@ def _notes(summary: dict) -> list[str]:
     if len(cols) > 1:
         notes.append(f"{AVG}: per case, the mean over the {len(cols) - 1} "
                      f"{'regions' if summary['region_based'] else 'labels'}; then averaged like the others.")
-    notes.append(f"HD95 in {'pixels' if unit == 'px' else unit}: "
-                 f"{HD95_NOTES[summary['hd95_definition']]}; the image border counts as outside.")
+    challenge = summary.get("challenge") or {}
+    # which tables use this HD95 (a challenge with a convention of its own states it in its note)
+    tables = ["DSC/HD95"] if summary.get("statistics") else []
+    tables += ["FIVES"] if challenge.get("key") == "fives" else []
+    if tables:
+        which = f"HD95 ({' and '.join(tables)} table{'s' if len(tables) > 1 else ''})" if challenge else "HD95"
+        notes.append(f"{which} in {'pixels' if unit == 'px' else unit}: "
+                     f"{HD95_NOTES[summary['hd95_definition']]}; the image border counts as outside.")
     if summary.get("statistics"):
         notes.append("Both masks empty: DSC 100, HD95 0; one empty: DSC 0, HD95 = "
                      f"{summary['hd95_empty_penalty_description']}.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable
 
+from nnunet_deconver.errors import one_line
 from nnunet_deconver.evaluation.challenge import CHALLENGES, detect_challenge
 from nnunet_deconver.evaluation.files import EvaluationError, require_folder, warn
 from nnunet_deconver.evaluation.penalty import EmptyPenalty, PenaltyLike
@@ -110,7 +111,7 @@ def evaluate_crossval(
     try:
         dataset_name = maybe_convert_to_dataset_name(str(dataset))
     except (RuntimeError, ValueError) as e:
-        raise EvaluationError(f"cannot resolve data set {dataset!r}: {e}") from None
+        raise EvaluationError(f"cannot resolve data set {dataset!r}: {one_line(e)}") from None
     model_folder = get_output_folder(dataset_name, trainer, plans, configuration)
     if not os.path.isdir(model_folder):
         raise EvaluationError(f"results folder not found: {model_folder}")

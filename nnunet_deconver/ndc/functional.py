@@ -8,8 +8,8 @@ grouped filter V (C, E // G, *k)::
 with ``A = conv(., V, groups=G)`` and ``A^T`` its adjoint (see :mod:`nnunet_deconver.ndc.ops`).
 
 :func:`ndc` runs each update through the custom operator of :mod:`nnunet_deconver.ndc.backends`
-(fused C++ kernels on CPU, PyTorch's convolutions elsewhere, chosen per device; its docstring
-gives the gradients). :func:`ndc_reference` is the same update as a plain autograd graph, the
+(fused C++ kernels on CPU, Triton kernels on CUDA, PyTorch's convolutions on other devices and as
+the fallback, chosen per device; its docstring gives the gradients). :func:`ndc_reference` is the same update as a plain autograd graph, the
 reference for tests and benchmarks. Both check their arguments on every call, then run
 :func:`run_updates`, the one code path for 2D and 3D, which checks nothing: the
 :class:`~nnunet_deconver.ndc.NDC` layer calls it directly, its arguments checked once when it is built.

@@ -13,8 +13,8 @@ from nnunet_deconver.ndc.functional import run_updates
 from nnunet_deconver.ndc.ops import (
     check_iterations,
     check_kernel_size,
+    in_preferred_layout,
     pointwise_channels_last,
-    preferred_memory_format,
 )
 
 
@@ -111,7 +111,7 @@ class NDC(nn.Module):
         """x: (B, C, *S), nonnegative -> (B, E, *S)."""
         if self.memory_efficient:
             # s0 is born in the layout the update runs in, so the update copies no (B, E, *S) tensor.
-            x = x.contiguous(memory_format=preferred_memory_format(x))
+            x = in_preferred_layout(x)
         return run_updates(x, self.init(x), torch.relu(self.weight), self.groups, self.eps, self.iterations,
                            rectify_s0=True, fused=self.memory_efficient)
 

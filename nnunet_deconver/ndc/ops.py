@@ -66,6 +66,14 @@ def preferred_memory_format(t: torch.Tensor) -> torch.memory_format:
     return torch.channels_last_3d if t.dim() == 5 else torch.channels_last
 
 
+def in_preferred_layout(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in :func:`preferred_memory_format` (a copy only when its layout differs); any layout,
+    sliced or permuted, is accepted. Off CPU ``t`` itself: ``Tensor.contiguous`` does not take
+    ``torch.preserve_format``, and the backends there accept every layout."""
+    memory_format = preferred_memory_format(t)
+    return t if memory_format == torch.preserve_format else t.contiguous(memory_format=memory_format)
+
+
 def check_arguments(x: torch.Tensor, s0: torch.Tensor, weight: torch.Tensor, groups: int) -> None:
     """Raise ``ValueError`` when shapes of an NDC update do not fit together."""
     if x.dim() not in (4, 5):

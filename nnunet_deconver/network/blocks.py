@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from dynamic_network_architectures.building_blocks.helper import get_matching_instancenorm
 from torch import nn
 
 from nnunet_deconver.ndc import NDC
 from nnunet_deconver.ndc.module import pointwise_conv
-from nnunet_deconver.network.tiling import contiguous_gradient, tiled
+from nnunet_deconver.network.norm import instance_norm
+from nnunet_deconver.network.tiling import autocast_input, tiled
 
 #: the values of ``activation_memory``: what a block keeps for backward
 ACTIVATION_MEMORY = ("lean", "full")
@@ -88,11 +88,6 @@ class BlockSpec:
         return len(self.kernel_size)
 
 
-def instance_norm(channels: int, spatial_dims: int, affine: bool) -> nn.Module:
-    """Instance normalisation over S, with or without learnable scale and shift."""
-    return get_matching_instancenorm(dimension=spatial_dims)(channels, affine=affine)
-
-
 class DeconvMixer(nn.Module):
     """Pointwise conv C -> C (no bias), ReLU, NDC C -> R*C, pointwise conv R*C -> C (bias).
 
@@ -133,10 +128,9 @@ class DeconverBlock(nn.Module):
 
     IN is instance normalisation, without learnable parameters unless ``spec.config.norm_affine``.
     With ``activation_memory="lean"`` the mixer and the MLP run tiled and recomputed in backward
-    (:func:`~nnunet_deconver.network.tiling.tiled`), each with the norm before it: the norm's
-    whole-volume statistics are computed first, its normalisation per slab, so backward keeps the
-    block's input and Z, no normalised tensor. The mixer's slabs overlap by its NDC's reach along
-    the first spatial axis, ``iterations * 2 * (k // 2)``.
+    (:func:`~nnunet_deconver.network.tiling.tiled`); the norms, which need whole-volume
+    statistics, and the residual sums stay outside. The mixer's slabs overlap by its NDC's reach
+    along the first spatial axis, ``iterations * 2 * (k // 2)``.
     """
 
     def __init__(self, spec: BlockSpec):
@@ -151,11 +145,11 @@ class DeconverBlock(nn.Module):
         self.mixer_halo = spec.config.iterations * 2 * (spec.kernel_size[0] // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.lean:
-            z = x + self.mixer(contiguous_gradient(self.norm1(x)))
-            return z + self.mlp(contiguous_gradient(self.norm2(z)))
-        z = x + tiled(self.mixer, x, self.mixer_halo, self.tile_size, self.norm1)
-        return z + tiled(self.mlp, z, 0, self.tile_size, self.norm2)
+        if not self.lean or torch.compiler.is_compiling():  # compiled graphs: the full block (see Deconver)
+            z = x + self.mixer(self.norm1(x))
+            return z + self.mlp(self.norm2(z))
+        z = x + tiled(self.mixer, autocast_input(self.norm1(x)), self.mixer_halo, self.tile_size)
+        return z + tiled(self.mlp, autocast_input(self.norm2(z)), 0, self.tile_size)
 
 
 class DeconverStage(nn.Module):

@@ -23,10 +23,8 @@ import math
 from typing import Callable
 
 import torch
-from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from nnunet_deconver.network.instance_stats import instance_stats, normalize, normalized_anchor
 
 #: slabs per volume when the tile thickness is chosen automatically
 TILES = 8
@@ -63,18 +61,11 @@ def slabs(extent: int, thickness: int, halo: int) -> list[tuple[int, int, int, i
     return out
 
 
-def _slab(fn: Callable[[torch.Tensor], torch.Tensor], keep_from: int, keep_length: int, count: int,
-          norm: tuple | None, *pieces: torch.Tensor) -> torch.Tensor:
-    """fn(norm(slab)), cropped; pieces: the slab's pieces of x, then (with a norm) of its anchor."""
-    x = pieces[0] if count == 1 else torch.cat(pieces[:count], dim=2)
-    if norm is not None:
-        mean, rstd, weight, bias = norm
-        anchor = pieces[count] if count == 1 else torch.cat(pieces[count:], dim=2)
-        x = normalize(x, mean, rstd) + anchor
-        if weight is not None:
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            x = x * weight.view(shape) + bias.view(shape)
-    return fn(autocast_input(x)).narrow(2, keep_from, keep_length)
+def _slab(fn: Callable[[torch.Tensor], torch.Tensor], keep_from: int, keep_length: int,
+          *pieces: torch.Tensor) -> torch.Tensor:
+    """fn(slab), cropped to the slab's own voxels; the slab given as its pieces of one split."""
+    x = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
+    return fn(x).narrow(2, keep_from, keep_length)
 
 
 def _cuts(extent: int, parts: list[tuple[int, int, int, int]]) -> list[int]:
@@ -82,32 +73,11 @@ def _cuts(extent: int, parts: list[tuple[int, int, int, int]]) -> list[int]:
     return sorted({0, extent} | {start for start, *_ in parts} | {start + length for start, length, *_ in parts})
 
 
-class _ContiguousGradient(torch.autograd.Function):
-    """Identity whose backward hands on a contiguous gradient."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad.contiguous()
-
-
-def contiguous_gradient(x: torch.Tensor) -> torch.Tensor:
-    """``x``, through which backward passes a contiguous gradient.
-
-    PyTorch's CPU instance norm computes a wrong input gradient at batch 1 when the gradient it
-    receives is channels-last, as the channels-last pointwise convolutions return it.
-    """
-    return _ContiguousGradient.apply(x)
-
-
 def autocast_input(x: torch.Tensor) -> torch.Tensor:
     """``x`` in the autocast dtype of its device when autocast is on, else ``x``.
 
     The tiled functions' first operations are autocast matrix products, which cast their input
-    anyway: casting first gives the same values.
+    anyway: casting before tiling gives the same values and keeps half the bytes for backward.
     """
     device = x.device.type
     if torch.is_autocast_enabled(device) and x.is_floating_point():
@@ -115,9 +85,9 @@ def autocast_input(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, halo: int, thickness: int | None = None,
-          norm: nn.Module | None = None) -> torch.Tensor:
-    """``fn(norm(x))`` computed slab by slab along the first spatial axis, recomputed in backward.
+def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, halo: int,
+          thickness: int | None = None) -> torch.Tensor:
+    """``fn(x)`` computed slab by slab along the first spatial axis, recomputed in backward.
 
     Args:
         fn: (B, C, *S') -> (B, C_out, *S'), shape-preserving in S, whose output at a voxel depends
@@ -126,15 +96,10 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, halo: int
         x: (B, C, *S), S = (H, W) or (D, H, W).
         halo: that dependence range (0 for a pointwise function).
         thickness: slab thickness; None chooses it (:func:`tile_thickness`).
-        norm: an instance norm (``InstanceNorm2d`` / ``3d`` without running statistics) applied
-            first, or None: its statistics come from the whole volume, its normalisation happens
-            per slab (:mod:`~nnunet_deconver.network.instance_stats`). Under autocast, fn
-            receives the slab in the autocast dtype.
 
     Returns:
-        (B, C_out, *S), ``fn(norm(x))``. With gradients enabled each slab is an activation
-        checkpoint: backward keeps ``x`` (and the norm's statistics) and recomputes the slab's
-        intermediate tensors, the normalised slab included.
+        (B, C_out, *S), ``fn(x)``. With gradients enabled each slab is an activation checkpoint:
+        backward keeps ``x`` and recomputes the slab's intermediate tensors.
     """
     extent = x.shape[2]
     if thickness is None:
@@ -143,19 +108,12 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, halo: int
     parts = slabs(extent, thickness, halo)
     # each slab is a run of pieces of one split: backward gathers x's gradient in one tensor
     cuts = _cuts(extent, parts)
-    sizes = [b - a for a, b in zip(cuts, cuts[1:])]
-    pieces, anchors, stats = x.split(sizes, dim=2), (), None
-    if norm is not None:
-        mean, rstd = instance_stats(x, norm.eps)
-        anchors = normalized_anchor(x, mean, rstd).split(sizes, dim=2)
-        stats = (mean, rstd, norm.weight, norm.bias)
+    pieces = x.split([b - a for a, b in zip(cuts, cuts[1:])], dim=2)
     outs = []
     for start, length, keep_from, keep_length in parts:
-        first, last = cuts.index(start), cuts.index(start + length)
-        own = (*pieces[first:last], *anchors[first:last])
+        own = pieces[cuts.index(start):cuts.index(start + length)]
         if grad:
-            outs.append(checkpoint(_slab, fn, keep_from, keep_length, last - first, stats, *own,
-                                   use_reentrant=False))
+            outs.append(checkpoint(_slab, fn, keep_from, keep_length, *own, use_reentrant=False))
         else:
-            outs.append(_slab(fn, keep_from, keep_length, last - first, stats, *own))
+            outs.append(_slab(fn, keep_from, keep_length, *own))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from nnunet_deconver.errors import DeconverError, os_error_message, path_problem
+from nnunet_deconver.errors import DeconverError, one_line, os_error_message, path_problem
 # standard library and this project only at import time: the command line registers ``plan`` from here
 from nnunet_deconver.paper import PaperDataset, get_dataset, paper_widths
 
@@ -142,7 +142,8 @@ def write_preset_plans(
     try:
         dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
     except RuntimeError as e:
-        raise PresetPlansError(f"{e}\nRun nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first.") from None
+        rerun = f"Run nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first."
+        raise PresetPlansError(f"{one_line(e)} {rerun}") from None
     folder = Path(nnUNet_preprocessed.require()) / dataset_name
     source = folder / f"{source_plans}.json"
     rerun = f"Run nnUNetv2_plan_and_preprocess -d {dataset_name_or_id} first."

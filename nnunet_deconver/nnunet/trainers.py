@@ -19,6 +19,9 @@ On CPU the trainers turn on PyTorch's huge-page allocation (``THP_MEM_ALLOC_ENAB
 the variable is already set: Deconver allocates many tensors of hundreds of MB per step, and with
 4 KiB pages the kernel's page faults cost about a fifth of a CPU training step (see
 benchmarks/RESULTS.md).
+
+A trainer checks its attributes and ``NNUNET_DECONVER_NDC_BACKEND`` when constructed, before any
+work, and ends the process with one line if one is wrong (:mod:`~nnunet_deconver.nnunet.trainer_settings`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_deconver.network import Deconver
 from nnunet_deconver.nnunet.lr_schedule import WarmupCosineLRScheduler
 from nnunet_deconver.nnunet.plans import deconver_arguments
+from nnunet_deconver.nnunet.trainer_settings import configuration_of, require_valid_settings
 
 
 def check_norm_variant(network_weights: dict, trainer: type, source: str) -> None:
@@ -79,6 +83,7 @@ class nnUNetTrainerDeconver(nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
+        require_valid_settings(type(self), configuration_of(plans, configuration), device)  # one line, before any work
         if device.type == "cpu":
             enable_huge_pages()
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -94,6 +99,7 @@ class nnUNetTrainerDeconver(nnUNetTrainer):
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True) -> Deconver:
         """Deconver for this configuration; nnU-Net calls it for training and for inference."""
+        require_valid_settings(cls, configuration_manager)
         return Deconver(**deconver_arguments(
             configuration_manager, num_input_channels, num_output_channels,
             kernel_size=cls.kernel_size, ratio=cls.ratio, groups=cls.groups, norm_affine=cls.norm_affine,

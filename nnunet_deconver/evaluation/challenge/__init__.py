@@ -57,8 +57,9 @@ CHALLENGES: dict[str, Challenge] = {
          Column("lesionwise_hd95", "Lesion-wise HD95", "distance"),
          Column("legacy_dice", "Legacy DSC", "fraction"), Column("legacy_hd95", "Legacy HD95", "distance")),
         ("n_lesions", "n_missed_lesions", "n_false_positive_lesions"), True,
-        "BraTS 2023 lesion-wise evaluation: 26-connected lesions, 3-voxel dilation, lesions < 50 voxels "
-        "left out, missed and false-positive lesions scored Dice 0 / HD95 374"),
+        "BraTS 2023 lesion-wise evaluation: 26-connected lesions, 3 dilations with the 18-neighbour "
+        "element, lesions of 50 mm^3 or less left out, missed and false-positive lesions scored Dice 0 / "
+        "HD95 374; HD95 on area-weighted surface elements (the BraTS tools' convention)"),
     "isles22": Challenge(
         "isles22", "ISLES'22",
         (_D, Column("abs_volume_diff_ml", "AVD (ml)", "number"),
@@ -78,7 +79,8 @@ CHALLENGES: dict[str, Challenge] = {
         "fives", "FIVES (no official evaluation code: the figures of its data paper)",
         (_D, _H, Column("sensitivity", "Sensitivity", "fraction"),
          Column("specificity", "Specificity", "fraction"), Column("accuracy", "Accuracy", "fraction")),
-        (), False, "FIVES data paper: Dice, HD95, pixel-wise sensitivity, specificity and accuracy"),
+        (), False, "FIVES data paper: Dice, HD95 (as in the DSC/HD95 table), pixel-wise sensitivity, specificity "
+        "and accuracy"),
 }
 
 _NAME_HINTS = (("brats", "brats23"), ("isles", "isles22"), ("glas", "glas"), ("fives", "fives"))
@@ -103,14 +105,15 @@ def compute(key: str, pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float
     Args:
         pred, ref: binary masks (X, Y) or (X, Y, Z).
         spacing: per array axis.
-        definition: HD95 definition (``directed-max`` or ``pooled``).
+        definition: HD95 definition (``directed-max`` or ``pooled``) of the FIVES HD95; BraTS uses its
+            tools' own HD95 whatever it is.
         penalty: empty-mask HD95 / Hausdorff where the challenge leaves it to the user (GlaS, FIVES).
         ref_instances: GlaS reference instance map; None: components of ``ref``.
     """
     if key == "brats23":
         from nnunet_deconver.evaluation.challenge.brats import brats_metrics
 
-        return brats_metrics(pred, ref, spacing, definition)
+        return brats_metrics(pred, ref, spacing)
     if key == "isles22":
         from nnunet_deconver.evaluation.challenge.isles import isles_metrics
 

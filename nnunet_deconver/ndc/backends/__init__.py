@@ -10,7 +10,9 @@ it asks :func:`backend_for` which backend serves the inputs' device, at call tim
 
 ``NNUNET_DECONVER_NDC_BACKEND`` = ``auto`` (default: ``cpp`` on CPU when it builds, ``triton``
 on CUDA when it runs, else ``torch``), ``torch``, ``cpp`` or ``triton``. On devices a backend does
-not serve, and when it is unavailable, ``torch`` computes; an unavailable backend warns once. A
+not serve, and when it is unavailable, ``torch`` computes; an unavailable backend warns once, and so
+does a forced one that does not serve the device (:func:`check_request`). A value that names no
+backend is an :class:`NDCBackendError`. A
 further backend is one module with the two functions below and one :func:`register` call here
 (``preferred_on`` names the devices ``auto`` picks it for); callers do not change.
 
@@ -47,8 +49,10 @@ from nnunet_deconver.ndc.backends.registry import (
     BACKEND_ENV,
     BACKENDS,
     Backend,
+    NDCBackendError,
     NDCBackendWarning,
     backend_for,
+    check_request,
     register,
     requested_backend,
 )
@@ -59,6 +63,6 @@ register(Backend("triton", ("cuda",), triton_backend.forward, triton_backend.bac
                  preferred_on=("cuda",)))
 
 __all__ = [
-    "BACKENDS", "BACKEND_ENV", "Backend", "NDCBackendWarning", "backend_for", "ndc_update",
-    "ndc_update_backward", "register", "requested_backend",
+    "BACKENDS", "BACKEND_ENV", "Backend", "NDCBackendError", "NDCBackendWarning", "backend_for", "check_request",
+    "ndc_update", "ndc_update_backward", "register", "requested_backend",
 ]

@@ -6,10 +6,13 @@ See :mod:`nnunet_deconver.ndc.backends` for the contract every backend fulfils.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
+
+from nnunet_deconver.errors import DeconverError
 
 #: environment variable that forces a backend: ``auto`` (default) or a registered name (``torch``, ``cpp``, ``triton``)
 BACKEND_ENV = "NNUNET_DECONVER_NDC_BACKEND"
@@ -24,6 +27,11 @@ BackwardFn = Callable[
 
 class NDCBackendWarning(UserWarning):
     """A requested or preferred NDC backend is unavailable; the PyTorch-op backend is used."""
+
+
+class NDCBackendError(DeconverError, ValueError):
+    """``NNUNET_DECONVER_NDC_BACKEND`` names no registered backend, or the backend it forces cannot
+    compute here (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {}
 FALLBACK = "torch"
+#: (forced backend, device type) pairs already warned about (see :func:`check_request`)
+_warned_unserved: set[tuple[str, str]] = set()
 
 
 def register(backend: Backend) -> None:
@@ -62,12 +72,32 @@ def requested_backend() -> str:
     """The value of ``NNUNET_DECONVER_NDC_BACKEND`` (``auto`` when unset or empty).
 
     Raises:
-        ValueError: a value that names no registered backend.
+        NDCBackendError: a value that names no registered backend (a ``ValueError`` too).
     """
-    name = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+    value = os.environ.get(BACKEND_ENV, "")
+    name = value.strip().lower() or "auto"
     if name != "auto" and name not in BACKENDS:
         choices = ", ".join(["auto", *BACKENDS])
-        raise ValueError(f"{BACKEND_ENV}={name!r} is not a known NDC backend; choose one of {choices}")
+        raise NDCBackendError(f"{BACKEND_ENV}={value!r} is not a known NDC backend; choose one of {choices}")
+    return name
+
+
+def check_request(device: torch.device) -> str:
+    """:func:`requested_backend`, for work on ``device``: a forced backend that does not compute on
+    this device type (``triton`` for CPU tensors, ``cpp`` for CUDA ones) gives one
+    :class:`NDCBackendWarning` per process and device type, naming the backend that computes instead.
+
+    Builds and self-checks nothing, so it is cheap enough to call before any work.
+    """
+    name = requested_backend()
+    unserved = name != "auto" and device.type not in BACKENDS[name].device_types
+    if unserved and (name, device.type) not in _warned_unserved:
+        _warned_unserved.add((name, device.type))
+        warnings.warn(
+            f"nnunet_deconver: {BACKEND_ENV}={name} forces a backend that does not compute on {device.type} tensors "
+            f"(it serves {', '.join(BACKENDS[name].device_types)}), so the {FALLBACK} backend computes the NDC "
+            "update instead.", NDCBackendWarning, stacklevel=2,
+        )
     return name
 
 
@@ -76,9 +106,11 @@ def backend_for(device: torch.device) -> Backend:
 
     ``auto``: the first registered backend preferred on this device type that is available, else
     ``torch``. A forced name: that backend where it serves this device type and is available,
-    else ``torch`` (an unavailable backend has already warned).
+    else ``torch`` (an unavailable backend has already warned; a backend that does not serve this
+    device type warns once, see :func:`check_request`). A forced backend that serves this device but
+    fails its own check may raise :class:`NDCBackendError` instead (the Triton kernels do).
     """
-    name = requested_backend()
+    name = check_request(device)
     if name == "auto":
         candidates = [b for b in BACKENDS.values() if device.type in b.preferred_on]
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from nnunet_deconver.ndc.ops import analysis, preferred_memory_format, synthesis, synthesis_weight_grad
+from nnunet_deconver.ndc.ops import analysis, in_preferred_layout, synthesis, synthesis_weight_grad
 
 
 def forward(x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, groups: int, eps: float,
@@ -29,8 +29,7 @@ def backward(grad: torch.Tensor, x: torch.Tensor, s: torch.Tensor, weight: torch
     raw = s
     if rectify:
         s = torch.relu(s)
-    if s.device.type == "cpu":
-        grad = grad.contiguous(memory_format=preferred_memory_format(s))
+    grad = in_preferred_layout(grad)
     den = analysis(y, weight, groups).add_(eps)
     ratio = analysis(x, weight, groups).add_(eps).div_(den)  # num / den
     q = den.reciprocal_().mul_(s).mul_(grad)  # g * s / den, in den's buffer

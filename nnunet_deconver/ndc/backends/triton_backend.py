@@ -25,50 +25,106 @@ import warnings
 import torch
 
 from nnunet_deconver.ndc.backends import torch_ops
-from nnunet_deconver.ndc.backends.registry import BACKEND_ENV, NDCBackendWarning
+from nnunet_deconver.ndc.backends.registry import BACKEND_ENV, NDCBackendError, NDCBackendWarning, requested_backend
 
 Tensor = torch.Tensor
 
-_state: dict = {"available": None}
+_state: dict = {"available": None, "reason": ""}
+
+#: CUDA's launch limits: up to 2^31 - 1 programs along a grid's first axis, 65535 along the others
+GRID_LIMITS = (2**31 - 1, 65535, 65535)
 
 
 def is_available() -> bool:
     """Whether the kernels run here: Triton is installed, there is a CUDA device (or Triton's
-    interpreter is on), and a small update computes what the ``torch`` backend computes.
+    interpreter is on), and every kernel variant computes what the ``torch`` backend computes in
+    float64 (:func:`check_kernels`: forward and backward, with and without the ReLU of s, 2D and 3D).
 
-    Decided once per process, on the first call (the kernels compile then, a few seconds); a
-    failure gives one :class:`~nnunet_deconver.ndc.backends.registry.NDCBackendWarning` and the
-    ``torch`` backend computes instead.
+    Decided once per process, on the first call (the kernels compile then, a few seconds), and the
+    same on every rank of a ``torch.distributed`` job (each rank's verdict is combined: if one fails,
+    all use ``torch``). A failure on a CUDA machine gives one
+    :class:`~nnunet_deconver.ndc.backends.registry.NDCBackendWarning` and the ``torch`` backend
+    computes instead; when ``NNUNET_DECONVER_NDC_BACKEND=triton`` forces this backend it is an
+    :class:`~nnunet_deconver.ndc.backends.registry.NDCBackendError` that says why instead.
     """
     if _state["available"] is None:
-        _state["available"] = _self_test()
+        available, reason = _self_test()
+        available = _agree_across_ranks(available)
+        if not available and not reason and torch.cuda.is_available():
+            reason = "another rank of this distributed job failed the check"
+        _state.update(available=available, reason=reason)
+        if not available and reason and requested_backend() != "triton":
+            warnings.warn(
+                f"nnunet_deconver: the Triton NDC kernels cannot run here, so the NDC update runs on PyTorch "
+                f"operators instead (slower, more memory). Cause: {reason} Set {BACKEND_ENV}=torch to skip "
+                f"this check.", NDCBackendWarning, stacklevel=4,
+            )
+    if not _state["available"] and _state["reason"] and requested_backend() == "triton":
+        raise NDCBackendError(f"{BACKEND_ENV}=triton, but the Triton NDC kernels cannot run here: {_state['reason']}")
     return _state["available"]
 
 
-def _self_test() -> bool:
+def _self_test() -> tuple[bool, str]:
+    """(whether the kernels run here, why not: empty when there is no device for them at all)."""
     interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
     if not (torch.cuda.is_available() or interpret):
-        return False
+        return False, ""
     if importlib.util.find_spec("triton") is None:
-        reason = "Triton is not installed"
-    else:
-        try:
-            gen = torch.Generator().manual_seed(0)
-            x, s = torch.rand(1, 2, 3, 4, 5, generator=gen), torch.rand(1, 4, 3, 4, 5, generator=gen)
-            weight = torch.rand(2, 2, 3, 3, 3, generator=gen)
-            x, s, weight = (t.to("cuda" if torch.cuda.is_available() else "cpu") for t in (x, s, weight))
-            got = forward(x, s, weight, 2, 1e-8, False)[0]
-            if torch.allclose(got, torch_ops.forward(x, s, weight, 2, 1e-8, False)[0], rtol=1e-4, atol=1e-6):
-                return True
-            reason = "its result differs from PyTorch's convolutions"
-        except Exception as exc:  # any failure to compile or launch means: use the torch backend
-            reason = " ".join(str(exc).split())[-600:]
-    warnings.warn(
-        f"nnunet_deconver: the Triton NDC kernels cannot run here, so the NDC update runs on PyTorch operators "
-        f"instead (slower, more memory). Cause: {reason} Set {BACKEND_ENV}=torch to skip this check.",
-        NDCBackendWarning, stacklevel=4,
-    )
-    return False
+        return False, "Triton is not installed."
+    try:
+        problems = check_kernels(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    except Exception as exc:  # any failure to compile or launch means: use the torch backend
+        return False, " ".join(str(exc).split())[-600:]
+    if problems:
+        return False, "its results differ from PyTorch's float64 convolutions: " + "; ".join(problems[:4]) + "."
+    return True, ""
+
+
+def _agree_across_ranks(available: bool) -> bool:
+    """``available`` on every rank of an initialised ``torch.distributed`` job, else False everywhere."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return available
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    flag = torch.tensor([1 if available else 0], dtype=torch.int32, device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+#: The self-check's problems: (batch, C, E, groups, spatial size, kernel), 3D and 2D, sizes that are
+#: not multiples of a block, a filter wider than one axis.
+CHECK_CASES = [(2, 4, 8, 4, (3, 5, 7), (3, 3, 3)), (1, 2, 8, 1, (9, 4), (5, 3))]
+
+#: Normwise tolerance of the self-check: float32 accumulation of the n <= 2000 products a value here
+#: sums has a typical relative error of sqrt(n) * 2^-24 (about 3e-6; 2^-24 * n = 1.2e-4 at worst);
+#: a kernel that drops a tap, a source or a position is off by percents.
+CHECK_TOLERANCE = 1e-4
+
+
+def check_kernels(device: torch.device) -> list[str]:
+    """Run every kernel variant on ``device`` in float32 and compare with the ``torch`` backend in
+    float64 (no TF32 there): forward and backward (all three gradients), with and without the ReLU
+    of s, for :data:`CHECK_CASES`. Returns what differs (empty: everything agrees to
+    :data:`CHECK_TOLERANCE` times the largest reference value). Raises what compiling or launching raises."""
+    problems = []
+    for batch, channels, sources, groups, size, kernel in CHECK_CASES:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(batch, channels, *size, generator=gen, dtype=torch.float64)
+        s = torch.rand(batch, sources, *size, generator=gen, dtype=torch.float64) - 0.2
+        weight = torch.rand(channels, sources // groups, *kernel, generator=gen, dtype=torch.float64)
+        grad = torch.rand(s.shape, generator=gen, dtype=torch.float64)
+        for rectify in (False, True):
+            s_in = s if rectify else s.clamp_min(0.0)
+            want = torch_ops.forward(x, s_in, weight, groups, 1e-8, rectify)
+            want += torch_ops.backward(grad, x, s_in, weight, want[1], groups, 1e-8, rectify, True, True, True)
+            args = [t.to(device=device, dtype=torch.float32) for t in (x, s_in, weight)]
+            out, y = forward(*args, groups, 1e-8, rectify)
+            got = (out, y) + backward(grad.to(device=device, dtype=torch.float32), *args, y, groups, 1e-8, rectify,
+                                      True, True, True)
+            for name, a, b in zip(("out", "y", "dL/dx", "dL/ds", "dL/dV"), got, want):
+                error = float((a.double().cpu() - b).abs().max())
+                if not error <= CHECK_TOLERANCE * float(b.abs().max()):
+                    problems.append(f"{name} ({len(size)}D, rectify={rectify}) off by {error:.3g}")
+    return problems
 
 
 def _kernels():
@@ -95,6 +151,30 @@ def _geometry(x: Tensor, s: Tensor, weight: Tensor, groups: int) -> dict:
     )
 
 
+def position_grid(geo: dict, rows: int) -> tuple[int]:
+    """Launch grid of :func:`conv_kernel` / :func:`update_kernel`: one program per (row, block of
+    ``BLOCK`` positions), rows = B * channels, along the grid's first axis (up to 2^31 - 1
+    programs; the other axes allow only 65535, which B * E passes for a 2D network at batch 32
+    with E = 2048). The kernels split the program index into row and block."""
+    programs = rows * math.ceil(geo["S"] / geo["BLOCK"])
+    if programs > GRID_LIMITS[0]:
+        raise ValueError(f"the NDC update over {rows} planes of {geo['S']} voxels needs {programs} Triton programs, "
+                         f"more than CUDA launches at once ({GRID_LIMITS[0]}): split the batch")
+    return (programs,)
+
+
+def weight_grad_grid(geo: dict) -> tuple[tuple[int, int], int]:
+    """Launch grid of :func:`weight_grad_kernel` and the positions each program sums: one row of
+    the filter (c, j) per program along the first axis (C * Eg of them), the B * S positions in
+    slices along the second, enough programs to fill a GPU (about 4 per row when there are few
+    rows, at most 2048 slices), whole blocks each."""
+    rows = geo["C"] * geo["Eg"]
+    blocks = math.ceil(geo["B"] * geo["S"] / geo["BLOCK"])
+    slices = max(1, min(blocks, math.ceil(2048 / rows)))
+    chunk = math.ceil(blocks / slices) * geo["BLOCK"]
+    return (rows, math.ceil(geo["B"] * geo["S"] / chunk)), chunk
+
+
 def _next_power_of_2(n: int) -> int:
     return 1 << (max(1, n) - 1).bit_length()
 
@@ -111,7 +191,7 @@ def _conv(src: Tensor, weight: Tensor, geo: dict, transpose: bool, relu_src: boo
     ``relu_src``; with ``base``: ``(base - result) * (mask_src > 0)`` (no mask when mask_src is None)."""
     n_out, n_src = (geo["E"], geo["C"]) if transpose else (geo["C"], geo["E"])
     out = src.new_empty(geo["B"], n_out, geo["D"], geo["H"], geo["W"])
-    grid = (math.ceil(geo["S"] / geo["BLOCK"]), geo["B"] * n_out)
+    grid = position_grid(geo, geo["B"] * n_out)
     epilogue = base is not None
     _kernels().conv_kernel[grid](
         src, weight, out, base if epilogue else out, mask_src if mask_src is not None else out,
@@ -127,7 +207,7 @@ def _update(x: Tensor, y: Tensor, s: Tensor, grad: Tensor | None, weight: Tensor
     backward = grad is not None
     outs = [torch.empty_like(s) for _ in range(3 if backward else 1)]
     out_p, out_gs = (outs[1], outs[2]) if backward else (outs[0], outs[0])  # unused in forward
-    grid = (math.ceil(geo["S"] / geo["BLOCK"]), geo["B"] * geo["E"])
+    grid = position_grid(geo, geo["B"] * geo["E"])
     _kernels().update_kernel[grid](
         x, y, s, grad if backward else s, weight, outs[0], out_p, out_gs, float(eps),
         geo["C"], geo["E"], geo["Cg"], geo["Eg"], geo["D"], geo["H"], geo["W"],
@@ -141,13 +221,7 @@ def _weight_grad(q: Tensor, x: Tensor, pp: Tensor, y: Tensor, s: Tensor, ap: Ten
                  rectify: bool, geo: dict) -> Tensor:
     acc_dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
     grad_w = torch.zeros(weight.shape, dtype=acc_dtype, device=weight.device)
-    rows = geo["C"] * geo["Eg"]
-    positions = geo["B"] * geo["S"]
-    blocks = math.ceil(positions / geo["BLOCK"])
-    # enough programs to fill a GPU (about 4 per row when there are few rows), whole blocks each
-    slices = max(1, min(blocks, math.ceil(2048 / rows)))
-    chunk = math.ceil(blocks / slices) * geo["BLOCK"]
-    grid = (rows, math.ceil(positions / chunk))
+    grid, chunk = weight_grad_grid(geo)
     _kernels().weight_grad_kernel[grid](
         q, x, pp, y, s, ap, grad_w, geo["B"], geo["C"], geo["E"], geo["Cg"], geo["Eg"], geo["D"], geo["H"],
         geo["W"], chunk, RECTIFY=rectify, KD=geo["KD"], KH=geo["KH"], KW=geo["KW"], KPAD=geo["KPAD"],

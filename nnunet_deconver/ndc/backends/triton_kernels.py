@@ -48,13 +48,14 @@ def conv_kernel(src, weight, out, base, mask_src, n_out, n_src, Cg, Eg, D, H, W,
                 TRANSPOSE: tl.constexpr, RELU_SRC: tl.constexpr, EPILOGUE: tl.constexpr, MASK: tl.constexpr,
                 KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, KPAD: tl.constexpr, BLOCK: tl.constexpr,
                 ACC: tl.constexpr):
-    """out[b, o] = sum over the group's sources and taps (grid: position blocks, B * n_out)."""
+    """out[b, o] = sum over the group's sources and taps (grid: B * n_out * position blocks)."""
     S = D * H * W
     K = KD * KH * KW
-    bo = tl.program_id(1)
+    blocks = tl.cdiv(S, BLOCK)
+    bo = tl.program_id(0) // blocks
     b = bo // n_out
     o = bo % n_out
-    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    p = (tl.program_id(0) % blocks) * BLOCK + tl.arange(0, BLOCK)
     pmask = p < S
     if TRANSPOSE:  # o = e; sources c = g * Cg + i; filter row (c, o % Eg); taps mirrored
         offsets, valid, t = _tap_offsets(p, pmask, D, H, W, -1, KD, KH, KW, KPAD)
@@ -90,13 +91,14 @@ def update_kernel(x, y, s, grad, weight, out, out_p, out_gs, eps, C, E, Cg, Eg, 
                   BACKWARD: tl.constexpr, RECTIFY: tl.constexpr, KD: tl.constexpr, KH: tl.constexpr,
                   KW: tl.constexpr, KPAD: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
     """num and den at (b, e, block) from one gather pass over x and y; then the update or its
-    backward factors (grid: position blocks, B * E)."""
+    backward factors (grid: B * E * position blocks)."""
     S = D * H * W
     K = KD * KH * KW
-    be = tl.program_id(1)
+    blocks = tl.cdiv(S, BLOCK)
+    be = tl.program_id(0) // blocks
     b = be // E
     e = be % E
-    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    p = (tl.program_id(0) % blocks) * BLOCK + tl.arange(0, BLOCK)
     pmask = p < S
     offsets, valid, t = _tap_offsets(p, pmask, D, H, W, -1, KD, KH, KW, KPAD)
     first = (e // Eg) * Cg
