@@ -24,7 +24,7 @@ COMMANDS = ("stats", "plan", "memory", "demo", "convert", "brats_labels", "evalu
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Deconver for nnU-Net v2: model report, paper presets, demo, data set "
+        description="Deconver for nnU-Net v2: model report, paper presets, training-step memory, demo, data set "
         "conversion and evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

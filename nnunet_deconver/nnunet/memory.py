@@ -141,9 +141,8 @@ def _trainer_class(name: str) -> type:
 def plans_networks(dataset: str, configuration: str, plans_identifier: str = "nnUNetPlans",
                    trainer: str = "nnUNetTrainerDeconver") -> PlannedConfiguration:
     """Read ``<plans_identifier>.json`` of a preprocessed data set as ``nnUNetv2_train`` would, and
-    give nnU-Net's own network of the configuration (from these plans, or from ``nnUNetPlans`` when
-    these name Deconver) and ``trainer``'s Deconver in each activation-memory mode, as built for
-    training (deep supervision on).
+    give nnU-Net's own network of the configuration (none when the plans name Deconver) and
+    ``trainer``'s Deconver in each activation-memory mode, as built for training (deep supervision on).
 
     Raises:
         MemoryEstimateError: no such data set, plans file or configuration; a trainer that does
@@ -181,14 +180,7 @@ def plans_networks(dataset: str, configuration: str, plans_identifier: str = "nn
     inputs = determine_num_input_channels(plans_manager, config, dataset_json)
     outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
     networks = []
-    own = config
-    if names_deconver(config):
-        default = folder / "nnUNetPlans.json"
-        own = None
-        if default.is_file():
-            default_manager = PlansManager(json.loads(default.read_text()))
-            if configuration in default_manager.available_configurations:
-                own = default_manager.get_configuration(configuration)
+    own = None if names_deconver(config) else config  # plans that name Deconver name no nnU-Net network
     if own is not None:
         arch = own.network_arch_class_name.rsplit(".", 1)[-1]
         networks.append(PlannedNetwork(f"{arch} (nnU-Net)", None, partial(
