@@ -28,8 +28,8 @@ from torch.utils.checkpoint import checkpoint
 
 #: slabs per volume when the tile thickness is chosen automatically
 TILES = 8
-#: a volume whose wide tensors hold at most this many elements (per batch element and channel of
-#: the narrow input, i.e. voxels) is not cut: the tiles would only add overhead
+#: a batch of at most this many voxels (batch size times prod(S)) is not cut: slabs would only add
+#: overhead
 MIN_TILED_VOXELS = 16 * 1024
 
 
