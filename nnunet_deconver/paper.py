@@ -92,11 +92,12 @@ class PaperDataset:
         return "3d_fullres" if self.spatial_dims == 3 else "2d"
 
     def network_arguments(self, kernel_size: int = 3, ratio: int = 4, groups: int | None = None,
-                          norm_affine: bool = False, eps: float = 1e-8, iterations: int = 1) -> dict:
+                          norm_affine: bool = False, eps: float = 1e-8, iterations: int = 1,
+                          activation_memory: str = "lean") -> dict:
         """Keyword arguments of :class:`~nnunet_deconver.network.Deconver` for this structure, all
         but the input and output channels and deep supervision (plain values: they go into plans
         files). The defaults are the paper's: kernel 3, R = 4, G = channels, norms without affine
-        parameters, one multiplicative update."""
+        parameters, one multiplicative update; training keeps the lean activation memory."""
         dims = self.spatial_dims
         return {
             "spatial_dims": dims,
@@ -110,6 +111,7 @@ class PaperDataset:
             "norm_affine": norm_affine,
             "eps": eps,
             "iterations": iterations,
+            "activation_memory": activation_memory,
         }
 
     def result(self, kernel: int) -> PaperResult:

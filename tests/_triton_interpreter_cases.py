@@ -148,6 +148,31 @@ def test_self_test_passes_here_and_failure_falls_back_with_one_warning(monkeypat
     assert len(record) == 1
 
 
+def test_lean_block_equals_full_block_on_this_backend(monkeypatch):
+    """A Deconver block cut into slabs no thicker than its NDC's reach, recomputed in backward, on the
+    Triton backend: the output and every gradient of the full block."""
+    from nnunet_deconver.ndc.backends import BACKEND_ENV, BACKENDS, Backend
+    from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock
+
+    monkeypatch.setitem(BACKENDS, "triton", Backend("triton", ("cpu",), triton_backend.forward,
+                                                    triton_backend.backward, triton_backend.is_available))
+    monkeypatch.setenv(BACKEND_ENV, "triton")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 5, 4, generator=gen, dtype=torch.float64)
+    grad = torch.randn(1, 4, 5, 4, generator=gen, dtype=torch.float64)
+    results = []
+    for mode in ("full", "lean"):
+        torch.manual_seed(0)
+        block = DeconverBlock(BlockSpec(4, (3, 3), BlockConfig(groups=2, activation_memory=mode, tile_size=2)))
+        block = block.double()
+        leaf = x.clone().requires_grad_()
+        out = block(leaf)
+        out.backward(grad)
+        results.append([out.detach(), leaf.grad, *(p.grad for p in block.parameters())])
+    for want, got in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
 def test_self_check_catches_a_wrong_kernel(monkeypatch):
     """The check compares every kernel with float64 PyTorch: a result 0.1% off is reported by name."""
     assert triton_backend.check_kernels(torch.device("cpu")) == []

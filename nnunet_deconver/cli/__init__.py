@@ -18,13 +18,13 @@ from nnunet_deconver.cli.reporting import report_errors
 
 PROG = "nnunet-deconver"
 #: Subcommand modules of this package, in the order ``--help`` lists them.
-COMMANDS = ("stats", "plan", "demo", "convert", "brats_labels", "evaluate", "evaluate_folders")
+COMMANDS = ("stats", "plan", "memory", "demo", "convert", "brats_labels", "evaluate", "evaluate_folders")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Deconver for nnU-Net v2: model report, paper presets, demo, data set "
+        description="Deconver for nnU-Net v2: model report, paper presets, training-step memory, demo, data set "
         "conversion and evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

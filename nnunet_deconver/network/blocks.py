@@ -18,6 +18,10 @@ from torch import nn
 from nnunet_deconver.ndc import NDC
 from nnunet_deconver.ndc.module import pointwise_conv
 from nnunet_deconver.network.norm import instance_norm
+from nnunet_deconver.network.tiling import autocast_input, tiled
+
+#: the values of ``activation_memory``: what a block keeps for backward
+ACTIVATION_MEMORY = ("lean", "full")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,11 @@ class BlockConfig:
         eps: stabiliser of the NDC update (the paper's 1e-8).
         iterations: multiplicative updates per NDC layer (the paper: 1).
         memory_efficient: NDC custom autograd (True) or plain graph (False).
+        activation_memory: ``"lean"``: each block's mixer and MLP run in slabs of the first
+            spatial axis and are recomputed in backward, which keeps only C-channel tensors
+            (:mod:`nnunet_deconver.network.tiling`); ``"full"``: autograd keeps every
+            intermediate tensor. Same parameters, same results.
+        tile_size: slab thickness of ``"lean"`` blocks (None: chosen per volume).
     """
 
     ratio: int = 4
@@ -42,8 +51,15 @@ class BlockConfig:
     eps: float = 1e-8
     iterations: int = 1
     memory_efficient: bool = True
+    activation_memory: str = "lean"
+    tile_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.activation_memory not in ACTIVATION_MEMORY:
+            raise ValueError(f"activation_memory must be one of {', '.join(map(repr, ACTIVATION_MEMORY))}, "
+                             f"got {self.activation_memory!r}")
+        if self.tile_size is not None and self.tile_size < 1:
+            raise ValueError(f"tile_size must be >= 1 or None, got {self.tile_size}")
         if self.ratio < 1 or self.mlp_ratio < 1:
             raise ValueError(f"ratio and mlp_ratio must be >= 1, got {self.ratio} and {self.mlp_ratio}")
         if self.iterations < 1:
@@ -111,6 +127,10 @@ class DeconverBlock(nn.Module):
     """``Z = Mixer(IN(X)) + X; Y = MLP(IN(Z)) + Z``; (B, C, *S) -> same.
 
     IN is instance normalisation, without learnable parameters unless ``spec.config.norm_affine``.
+    With ``activation_memory="lean"`` the mixer and the MLP run tiled and recomputed in backward
+    (:func:`~nnunet_deconver.network.tiling.tiled`); the norms, which need whole-volume
+    statistics, and the residual sums stay outside. The mixer's slabs overlap by its NDC's reach
+    along the first spatial axis, ``iterations * 2 * (k // 2)``.
     """
 
     def __init__(self, spec: BlockSpec):
@@ -120,10 +140,16 @@ class DeconverBlock(nn.Module):
         self.mixer = DeconvMixer(spec)
         self.norm2 = instance_norm(spec.channels, dims, affine)
         self.mlp = MLP(spec.channels, dims, spec.config.mlp_ratio)
+        self.lean = spec.config.activation_memory == "lean"
+        self.tile_size = spec.config.tile_size
+        self.mixer_halo = spec.config.iterations * 2 * (spec.kernel_size[0] // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x + self.mixer(self.norm1(x))
-        return z + self.mlp(self.norm2(z))
+        if not self.lean or torch.compiler.is_compiling():  # compiled graphs: the full block (see Deconver)
+            z = x + self.mixer(self.norm1(x))
+            return z + self.mlp(self.norm2(z))
+        z = x + tiled(self.mixer, autocast_input(self.norm1(x)), self.mixer_halo, self.tile_size)
+        return z + tiled(self.mlp, autocast_input(self.norm2(z)), 0, self.tile_size)
 
 
 class DeconverStage(nn.Module):

@@ -18,6 +18,7 @@ def build_preset(
     norm_affine: bool = False,
     eps: float = 1e-8,
     iterations: int = 1,
+    activation_memory: str = "lean",
     checkpoint_levels: Sequence[int] = (),
 ) -> Deconver:
     """The Deconver of the paper's configuration for data set ``name`` (isles22, brats23, glas,
@@ -31,5 +32,5 @@ def build_preset(
         num_classes=dataset.num_outputs if num_classes is None else num_classes,
         deep_supervision=deep_supervision,
         checkpoint_levels=checkpoint_levels,
-        **dataset.network_arguments(kernel_size, ratio, groups, norm_affine, eps, iterations),
+        **dataset.network_arguments(kernel_size, ratio, groups, norm_affine, eps, iterations, activation_memory),
     )

@@ -66,7 +66,8 @@ def model_report(
     given): per voxel they do not depend on the patch size.
     """
     p = get_dataset(preset)
-    model = build_preset(preset, kernel_size, ratio, groups, norm_affine=norm_affine).eval()
+    # the structure's FLOPs: the full blocks (lean ones recompute the NDC's reach at slab borders)
+    model = build_preset(preset, kernel_size, ratio, groups, norm_affine=norm_affine, activation_memory="full").eval()
     if patch_size is None:
         patch_size = (2 ** p.levels,) * p.spatial_dims
     flops = count_flops(model, (1, p.input_channels, *patch_size))

@@ -187,6 +187,14 @@ class Deconver(nn.Module):
             structure has none (False, the default); True adds 4 x the sum of all stage widths.
         eps: the NDC update's stabiliser, added to numerator and denominator (the paper's 1e-8).
         iterations: multiplicative updates in every NDC layer (the paper uses one).
+        activation_memory: what training keeps for backward. ``"lean"`` (default): each block's
+            mixer and MLP run in slabs of the first spatial axis and are recomputed in backward,
+            so only C-channel tensors are kept (:mod:`nnunet_deconver.network.tiling`);
+            ``"full"``: every intermediate tensor is kept, R*C- and 4C-channel ones included. The
+            parameters, state dict and results are the same (a checkpoint of either loads into
+            the other). Under ``torch.compile`` the blocks run full: compiled lean blocks gave wrong
+            gradients (torch 2.14.1), so a compiled network keeps every activation.
+        tile_size: slab thickness of the lean blocks (None: chosen per volume).
 
     S must be divisible by the product of the strides on each axis.
 
@@ -213,6 +221,8 @@ class Deconver(nn.Module):
         norm_affine: bool = False,
         eps: float = 1e-8,
         iterations: int = 1,
+        activation_memory: str = "lean",
+        tile_size: int | None = None,
     ):
         super().__init__()
         n = len(features_per_stage)
@@ -234,7 +244,8 @@ class Deconver(nn.Module):
         self.spatial_dims, self.num_classes = spatial_dims, num_classes
         self.features_per_stage, self.strides, self.kernel_sizes = list(features_per_stage), strides, kernel_sizes
         self.config = BlockConfig(ratio=ratio, groups=groups, mlp_ratio=mlp_ratio, norm_affine=norm_affine, eps=eps,
-                                  iterations=iterations, memory_efficient=memory_efficient)
+                                  iterations=iterations, memory_efficient=memory_efficient,
+                                  activation_memory=activation_memory, tile_size=tile_size)
         levels = [Level(c, k, s) for c, k, s in zip(self.features_per_stage, kernel_sizes, strides)]
         self.encoder = DeconverEncoder(input_channels, levels, _per_axis(stem_kernel_size, spatial_dims), self.config,
                                        checkpoint_levels)

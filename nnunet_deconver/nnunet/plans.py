@@ -45,6 +45,7 @@ def deconver_arguments(
     norm_affine: bool = False,
     eps: float = 1e-8,
     iterations: int = 1,
+    activation_memory: str = "lean",
     deep_supervision: bool = True,
 ) -> dict:
     """Keyword arguments of :class:`~nnunet_deconver.network.Deconver` for an nnU-Net configuration.
@@ -76,6 +77,7 @@ def deconver_arguments(
         norm_affine=norm_affine,
         eps=eps,
         iterations=iterations,
+        activation_memory=activation_memory,
         deep_supervision=deep_supervision,
     )
 

@@ -48,6 +48,7 @@ ATTRIBUTE_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "norm_affine": (lambda v: isinstance(v, bool), "True or False"),
     "ndc_eps": (lambda v: _number(v) and v > 0, "a positive finite number"),
     "ndc_iterations": (_positive_whole, "a positive integer"),
+    "activation_memory": (lambda v: v in ("lean", "full"), "'lean' (recompute in slabs) or 'full' (keep everything)"),
     "epochs": (_positive_whole, "a positive integer"),
     "iterations_per_epoch": (lambda v: v is None or _positive_whole(v), "None (nnU-Net's 250) or a positive integer"),
     "val_iterations_per_epoch": (lambda v: v is None or _positive_whole(v),

@@ -9,7 +9,9 @@ annealing after a 1% linear warm-up.
 
 Variants follow nnU-Net's naming: ``_k5`` (NDC kernel 5), ``_300epochs`` / ``_500epochs`` (the
 paper's lengths), the ablations ``_R1``, ``_R2``, ``_G1``, ``_G8``, ``_affineNorm`` (instance norms
-with learnable scale and shift, as nnU-Net's own networks; the paper's have none), and ``_smoke``
+with learnable scale and shift, as nnU-Net's own networks; the paper's have none),
+``_fullActivations`` (keeps every activation for backward instead of recomputing the blocks' wide
+ones in slabs: more memory, less time), and ``_smoke``
 (2 epochs of 4 iterations, for tests). nnU-Net finds them through ``nnUNet_extTrainer`` (set at start-up by the
 installed ``nnunet_deconver_trainers.pth``).
 
@@ -73,6 +75,7 @@ class nnUNetTrainerDeconver(nnUNetTrainer):
     norm_affine: bool = False
     ndc_eps: float = 1e-8
     ndc_iterations: int = 1
+    activation_memory: str = "lean"  # "full": keep every activation for backward (faster, more memory)
     epochs: int = 1000
     iterations_per_epoch: int | None = None  # None: nnU-Net's default (250 / 50 for validation)
     val_iterations_per_epoch: int | None = None
@@ -100,7 +103,8 @@ class nnUNetTrainerDeconver(nnUNetTrainer):
         return Deconver(**deconver_arguments(
             configuration_manager, num_input_channels, num_output_channels,
             kernel_size=cls.kernel_size, ratio=cls.ratio, groups=cls.groups, norm_affine=cls.norm_affine,
-            eps=cls.ndc_eps, iterations=cls.ndc_iterations, deep_supervision=enable_deep_supervision,
+            eps=cls.ndc_eps, iterations=cls.ndc_iterations, activation_memory=cls.activation_memory,
+            deep_supervision=enable_deep_supervision,
         ))
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
@@ -176,6 +180,12 @@ class nnUNetTrainerDeconver_affineNorm(nnUNetTrainerDeconver):
     """Instance norms with learnable scale and shift (nnU-Net's own networks have them)."""
 
     norm_affine = True
+
+
+class nnUNetTrainerDeconver_fullActivations(nnUNetTrainerDeconver):
+    """Keeps every activation for backward (``activation_memory="full"``): more memory, less time."""
+
+    activation_memory = "full"
 
 
 class nnUNetTrainerDeconver_smoke(nnUNetTrainerDeconver):
