@@ -5,8 +5,8 @@ plain autograd graph keeps it), with the same weights: float64 to 1e-10 and floa
 2D and 3D, batch 1 and 2, sizes that are not multiples of the slab, slabs thinner than the NDC's
 reach, k = 3, 5 and (1, 3, 3), G in {1, 2, C}, R in {1, 4}, one and two NDC updates, on the
 ``torch`` and ``cpp`` NDC backends (the Triton backend's case runs under Triton's interpreter in
-``_triton_interpreter_cases.py``). Then what backward keeps, batch 1 against a duplicated batch,
-torch.compile and float16 autocast with several slabs.
+``_triton_interpreter_cases.py``). Then what backward keeps (eager and compiled), batch 1 against a
+duplicated batch, torch.compile and float16 autocast (eager and compiled) with several slabs.
 """
 
 from __future__ import annotations
@@ -113,44 +113,75 @@ def test_what_backward_keeps(mode, widest):
     assert max(channels) == widest
 
 
-def test_lean_network_compiles_into_one_graph():
-    """torch.compile (fullgraph) of a lean network (compiled, its blocks run full): the full
-    network's outputs and gradients, and no recompilation on the next batch."""
-    kwargs = dict(input_channels=2, num_classes=2, spatial_dims=3, features_per_stage=[4], strides=[1],
+COMPILED_NETWORKS = [  # spatial dims, batch, input size (several slabs of 3, the last one shorter)
+    (3, 1, (10, 8, 6)),
+    (2, 2, (10, 12)),
+]  # with tests/test_batch_one.py's compiled 2D and 3D networks at batch 1 (one slab): both dims, both batches
+
+
+@pytest.mark.parametrize("dims,batch,size", COMPILED_NETWORKS)
+def test_compiled_lean_network_equals_full_in_one_graph(dims, batch, size):
+    """torch.compile (fullgraph) of a lean network with several slabs: the eager full network's
+    outputs and gradients (float64), and no recompilation on the next batch."""
+    kwargs = dict(input_channels=2, num_classes=2, spatial_dims=dims, features_per_stage=[4, 8], strides=[1, 2],
                   kernel_sizes=3)
     torch.manual_seed(0)
-    full = Deconver(**kwargs, activation_memory="full")
-    lean = Deconver(**kwargs, tile_size=4)
+    full = Deconver(**kwargs, activation_memory="full").double()
+    lean = Deconver(**kwargs, tile_size=3).double()
     lean.load_state_dict(full.state_dict())
-    compiled = torch.compile(lean, fullgraph=True)
-    x = torch.randn(2, 2, 7, 8, 8, generator=torch.Generator().manual_seed(1))
-    outs = []
+    compiled = torch.compile(lean, fullgraph=True, dynamic=False)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 2, *size, generator=gen, dtype=torch.float64)
+    weight = torch.randn(batch, 2, *size, generator=gen, dtype=torch.float64)
+    results = []
     for net in (full, compiled):
-        out = net(x)
-        out.square().mean().backward()
-        outs.append(out)
-    torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
+        xi = x.clone().requires_grad_()
+        out = net(xi)
+        (out * weight).sum().backward()
+        results.append((out, xi.grad))
+    torch.testing.assert_close(results[1], results[0], rtol=1e-10, atol=1e-10)
     for (name, p), q in zip(full.named_parameters(), lean.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
     with torch._dynamo.config.patch(error_on_recompile=True):
-        compiled(torch.rand_like(x)).sum().backward()
+        compiled(torch.rand_like(x).requires_grad_()).sum().backward()
 
 
-def test_lean_network_under_float16_autocast():
-    """float16 autocast, several slabs: outputs and gradients as close to float32's as the full
-    network's (float16 weight gradients summed slab by slab round differently)."""
+@pytest.mark.parametrize("mode,widest", [("lean", C), ("full", 4 * C)])
+def test_compiled_backward_keeps_only_c_channel_maps(mode, widest):
+    """Under torch.compile too, what backward keeps of a lean block has at most C channels at the
+    block's spatial size (the full block keeps 4C-channel maps)."""
+    block = torch.compile(_block(mode, (3, 3, 3), None, 4, 2, dtype=torch.float32), fullgraph=True)
+    x = torch.randn(2, C, 6, 5, 4, requires_grad=True)
+    channels = []
+
+    def pack(t):
+        if t.dim() == 5 and t.shape[0] == 2 and tuple(t.shape[3:]) == tuple(x.shape[3:]):  # a map or a slab of one
+            channels.append(t.shape[1])
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = block(x)
+    out.sum().backward()
+    assert max(channels) == widest
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_lean_network_under_float16_autocast(compiled):
+    """float16 autocast, several slabs, eager and compiled: outputs and gradients as close to
+    float32's as the full network's (float16 weight gradients summed slab by slab round differently)."""
     kwargs = dict(input_channels=2, num_classes=2, spatial_dims=3, features_per_stage=[4, 8],
                   strides=[1, 2], kernel_sizes=3)
     torch.manual_seed(0)
-    nets = {"full": Deconver(**kwargs, activation_memory="full"), "lean": Deconver(**kwargs, tile_size=3)}
+    nets = {"full": Deconver(**kwargs, activation_memory="full"), "lean": Deconver(**kwargs, tile_size=4)}
     nets["lean"].load_state_dict(nets["full"].state_dict())
+    run = {"full": nets["full"], "lean": torch.compile(nets["lean"], fullgraph=True) if compiled else nets["lean"]}
     x = torch.randn(1, 2, 8, 6, 6, generator=torch.Generator().manual_seed(1))
     results = {}
     for half in (False, True):
         for mode, net in nets.items():
             net.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=torch.float16, enabled=half):
-                out = net(x)
+                out = run[mode](x)
             out.float().square().mean().backward()
             results[mode, half] = out, {name: p.grad for name, p in net.named_parameters()}
     reference = results["full", False]

@@ -192,8 +192,8 @@ class Deconver(nn.Module):
             so only C-channel tensors are kept (:mod:`nnunet_deconver.network.tiling`);
             ``"full"``: every intermediate tensor is kept, R*C- and 4C-channel ones included. The
             parameters, state dict and results are the same (a checkpoint of either loads into
-            the other). Under ``torch.compile`` the blocks run full: compiled lean blocks gave wrong
-            gradients (torch 2.14.1), so a compiled network keeps every activation.
+            the other). Under ``torch.compile`` too (its min-cut partitioner recomputes the
+            checkpointed slabs in backward).
         tile_size: slab thickness of the lean blocks (None: chosen per volume).
 
     S must be divisible by the product of the strides on each axis.
