@@ -11,14 +11,15 @@ block of a network shares, one frozen :class:`BlockConfig`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
 from nnunet_deconver.ndc import NDC
 from nnunet_deconver.ndc.module import pointwise_conv
-from nnunet_deconver.network.norm import instance_norm
-from nnunet_deconver.network.tiling import autocast_input, tiled
+from nnunet_deconver.network.norm import instance_norm, instance_stats, normalise
+from nnunet_deconver.network.tiling import tiled
 
 #: the values of ``activation_memory``: what a block keeps for backward
 ACTIVATION_MEMORY = ("lean", "full")
@@ -123,14 +124,21 @@ class MLP(nn.Module):
         return self.fc2(self.act(self.fc1(x))).contiguous()
 
 
+def _normalised(norm: nn.Module, fn: nn.Module, mean: torch.Tensor, rstd: torch.Tensor,
+                x: torch.Tensor) -> torch.Tensor:
+    """``fn(norm(x))`` for a slab x of a volume whose statistics are ``mean`` and ``rstd``."""
+    return fn(normalise(x, mean, rstd, norm))
+
+
 class DeconverBlock(nn.Module):
     """``Z = Mixer(IN(X)) + X; Y = MLP(IN(Z)) + Z``; (B, C, *S) -> same.
 
     IN is instance normalisation, without learnable parameters unless ``spec.config.norm_affine``.
-    With ``activation_memory="lean"`` the mixer and the MLP run tiled and recomputed in backward
-    (:func:`~nnunet_deconver.network.tiling.tiled`); the norms, which need whole-volume
-    statistics, and the residual sums stay outside. The mixer's slabs overlap by its NDC's reach
-    along the first spatial axis, ``iterations * 2 * (k // 2)``.
+    With ``activation_memory="lean"`` each norm's statistics are taken over the whole volume
+    (:func:`~nnunet_deconver.network.norm.instance_stats`), and the normalisation with the mixer, or
+    with the MLP, runs tiled and recomputed in backward
+    (:func:`~nnunet_deconver.network.tiling.tiled`): backward keeps X and Z only. The mixer's slabs
+    overlap by its NDC's reach along the first spatial axis, ``iterations * 2 * (k // 2)``.
     """
 
     def __init__(self, spec: BlockSpec):
@@ -148,8 +156,10 @@ class DeconverBlock(nn.Module):
         if not self.lean:
             z = x + self.mixer(self.norm1(x))
             return z + self.mlp(self.norm2(z))
-        z = x + tiled(self.mixer, autocast_input(self.norm1(x)), self.mixer_halo, self.tile_size)
-        return z + tiled(self.mlp, autocast_input(self.norm2(z)), 0, self.tile_size)
+        mixed = partial(_normalised, self.norm1, self.mixer, *instance_stats(x, self.norm1.eps))
+        z = x + tiled(mixed, x, self.mixer_halo, self.tile_size)
+        mlp = partial(_normalised, self.norm2, self.mlp, *instance_stats(z, self.norm2.eps))
+        return z + tiled(mlp, z, 0, self.tile_size)
 
 
 class DeconverStage(nn.Module):

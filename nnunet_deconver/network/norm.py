@@ -7,6 +7,10 @@ batch holds one sample (torch 2.14.1: more than 100% off, 2D and 3D, with or wit
 parameters; batch 2 is right). The norms here hand their backward a contiguous gradient, whatever
 layout arrives, so every batch size gets the right gradient on every torch. The forward and the
 parameters are ``nn.InstanceNorm2d`` / ``3d``'s: state dicts are unchanged.
+
+The lean blocks normalise slab by slab (:mod:`nnunet_deconver.network.tiling`) with whole-volume
+statistics from :func:`instance_stats`, whose backward keeps only the norm's input, and
+:func:`normalise`.
 """
 
 from __future__ import annotations
@@ -52,3 +56,50 @@ def instance_norm(channels: int, spatial_dims: int, affine: bool) -> nn.Module:
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     return (InstanceNorm2d if spatial_dims == 2 else InstanceNorm3d)(channels, affine=affine)
+
+
+class _InstanceStats(torch.autograd.Function):
+    """(B, C, *S) -> (mean, rstd), each (B, C, 1, ...) in float32 (float64 for float64 input).
+
+    ``mean = sum_S x / N`` and ``rstd = (sum_S (x - mean)^2 / N + eps)^(-1/2)``, N = prod(S), the
+    biased variance of instance norm. Backward keeps x itself (no copy in another dtype):
+
+        dL/dx = (dL/dmean - dL/drstd * rstd^3 * (x - mean)) / N.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        axes = tuple(range(2, x.dim()))
+        var, mean = torch.var_mean(x.to(_compute_dtype(x)), dim=axes, correction=0, keepdim=True)
+        rstd = torch.rsqrt(var + eps)
+        ctx.save_for_backward(x, mean, rstd)
+        return mean, rstd
+
+    @staticmethod
+    def backward(ctx, grad_mean: torch.Tensor, grad_rstd: torch.Tensor):
+        x, mean, rstd = ctx.saved_tensors
+        n = x[0, 0].numel()
+        scale = grad_rstd * rstd.pow(3) / -n
+        grad = (x.to(mean.dtype) - mean).mul_(scale).add_(grad_mean / n)  # a new tensor: x stays untouched
+        return grad.to(x.dtype), None
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def instance_stats(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Instance norm's mean and reciprocal standard deviation of (B, C, *S) over S, each (B, C, 1, ...),
+    in float32 or wider; backward keeps only ``x``."""
+    return _InstanceStats.apply(x, eps)
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    """``norm(x)`` for a part (B, C, *S') of a volume whose statistics over the whole volume are
+    ``mean`` and ``rstd`` (:func:`instance_stats`), with ``norm``'s scale and shift if it has them;
+    computed in float32 or wider, returned in x's dtype."""
+    out = (x.to(mean.dtype) - mean) * rstd
+    if norm.weight is not None:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        out = out * norm.weight.view(shape) + norm.bias.view(shape)
+    return out.to(x.dtype)
