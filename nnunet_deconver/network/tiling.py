@@ -73,18 +73,6 @@ def _cuts(extent: int, parts: list[tuple[int, int, int, int]]) -> list[int]:
     return sorted({0, extent} | {start for start, *_ in parts} | {start + length for start, length, *_ in parts})
 
 
-def autocast_input(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in the autocast dtype of its device when autocast is on, else ``x``.
-
-    The tiled functions' first operations are autocast matrix products, which cast their input
-    anyway: casting before tiling gives the same values and keeps half the bytes for backward.
-    """
-    device = x.device.type
-    if torch.is_autocast_enabled(device) and x.is_floating_point():
-        return x.to(torch.get_autocast_dtype(device))
-    return x
-
-
 def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, halo: int,
           thickness: int | None = None) -> torch.Tensor:
     """``fn(x)`` computed slab by slab along the first spatial axis, recomputed in backward.
