@@ -222,3 +222,36 @@ def test_the_choice_reaches_the_network_and_checkpoints_load_across_it():
         torch.testing.assert_close(lean.eval()(x), full.eval()(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="activation_memory"):
         Deconver(1, 2, 3, [4], [1], activation_memory="small")
+
+
+def test_decoder_stage_never_concatenates():
+    """A decoder stage applied to (up, skip) equals the stage on their concatenation [skip, up]
+    (float64, output and every gradient), and a network's backward keeps no concatenated map:
+    no saved tensor at full resolution has 2 * C0 channels."""
+    from nnunet_deconver.network.blocks import DeconverStage
+
+    torch.manual_seed(0)
+    stage = DeconverStage(2 * C, BlockSpec(C, (3, 3, 3), BlockConfig(tile_size=2))).double()
+    gen = torch.Generator().manual_seed(1)
+    skip, up = (torch.randn(2, C, 5, 6, 4, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    weight = torch.randn(2, C, 5, 6, 4, generator=gen, dtype=torch.float64)
+    results = []
+    for out in (stage(up, skip), stage(torch.cat([skip, up], dim=1))):
+        grads = torch.autograd.grad((out * weight).sum(), [skip, up, *stage.parameters()])
+        results.append((out, *grads))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-10)
+
+    net = Deconver(input_channels=2, num_classes=2, spatial_dims=3, features_per_stage=[C, 2 * C], strides=[1, 2],
+                   kernel_sizes=3, mlp_ratio=1, ratio=1)
+    x = torch.randn(2, 2, 8, 8, 8, requires_grad=True)
+    kept = []
+
+    def pack(t):
+        if t.dim() == 5 and tuple(t.shape[2:]) == (8, 8, 8):
+            kept.append(t.shape[1])
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = net(x)
+    out.sum().backward()
+    assert C in kept and 2 * C not in kept, kept

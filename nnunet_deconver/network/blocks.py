@@ -165,7 +165,10 @@ class DeconverBlock(nn.Module):
 class DeconverStage(nn.Module):
     """A pointwise conv (no bias) when the input width differs, then one Deconver block.
 
-    (B, in_channels, *S) -> (B, spec.channels, *S).
+    (B, in_channels, *S) -> (B, spec.channels, *S). A decoder stage's input is the concatenation
+    ``[skip, up]`` along the channels; ``forward(up, skip)`` computes the pointwise conv of it as the
+    sum of its weight's two halves applied to ``skip`` and ``up``, so the concatenated map is never
+    made (nor kept for backward: the skip is kept anyway, by the encoder's downsampling).
     """
 
     def __init__(self, in_channels: int, spec: BlockSpec):
@@ -174,5 +177,10 @@ class DeconverStage(nn.Module):
             spec.spatial_dims, in_channels, spec.channels, bias=False, channels_last=False)
         self.block = DeconverBlock(spec)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(self.adapt(x))
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        if skip is None:
+            return self.block(self.adapt(x))
+        c = skip.shape[1]
+        weight = self.adapt.weight
+        return self.block(self.adapt._conv_forward(skip, weight[:, :c], None)
+                          + self.adapt._conv_forward(x, weight[:, c:], None))

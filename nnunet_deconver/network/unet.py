@@ -54,10 +54,10 @@ def _per_axis(value: IntOrSeq, spatial_dims: int) -> tuple[int, ...]:
     return (value,) * spatial_dims if isinstance(value, int) else tuple(int(v) for v in value)
 
 
-def _run_stage(stage: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
+def _run_stage(stage: nn.Module, inputs: tuple[torch.Tensor, ...], use_checkpoint: bool) -> torch.Tensor:
     if use_checkpoint and torch.is_grad_enabled():
-        return checkpoint(stage, x, use_reentrant=False)
-    return stage(x)
+        return checkpoint(stage, *inputs, use_reentrant=False)
+    return stage(*inputs)
 
 
 class DeconverEncoder(nn.Module):
@@ -101,7 +101,7 @@ class DeconverEncoder(nn.Module):
         skips = []
         x = self.stem(x)
         for level, (down, stage) in enumerate(zip(self.downsamples, self.stages)):
-            x = _run_stage(stage, down(x), level in self.checkpoint_levels)
+            x = _run_stage(stage, (down(x),), level in self.checkpoint_levels)
             skips.append(x)
         return skips
 
@@ -155,8 +155,7 @@ class DeconverDecoder(nn.Module):
         depth = len(self.stages)
         for i, (up, stage) in enumerate(zip(self.upsamples, self.stages)):
             level = depth - 1 - i
-            x = torch.cat([skips[level], up(x)], dim=1)
-            x = _run_stage(stage, x, level in self.checkpoint_levels)
+            x = _run_stage(stage, (up(x), skips[level]), level in self.checkpoint_levels)
             if self._deep_supervision and level > 0:
                 outputs.append(self.aux_heads[i](x))
         logits = self.head(x)
