@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from nnunet_deconver.cli.reporting import dataset_name_or_id, plans_name
+
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_deconver.nnunet.memory import GIB, plans_networks, step_memory
@@ -57,9 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the step traced on fake tensors (nothing is allocated; runs on a CPU). Also the largest batch "
         "whose estimate fits --gpu-memory.",
     )
-    parser.add_argument("dataset", help="data set id or name, e.g. 501 or Dataset501_ISLES22")
+    parser.add_argument("dataset", type=dataset_name_or_id, help="data set id or name, e.g. 501 or Dataset501_ISLES22")
     parser.add_argument("-c", "--configuration", required=True, help="e.g. 3d_fullres or 2d")
-    parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    parser.add_argument("-p", "--plans", type=plans_name, default="nnUNetPlans",
+                        help="plans identifier (default nnUNetPlans)")
     parser.add_argument("-tr", "--trainer", default="nnUNetTrainerDeconver",
                         help="trainer whose network is estimated (default nnUNetTrainerDeconver)")
     parser.add_argument("--gpu-memory", type=_gib, default=24.0, metavar="GB",
