@@ -224,30 +224,33 @@ def test_the_choice_reaches_the_network_and_checkpoints_load_across_it():
         Deconver(1, 2, 3, [4], [1], activation_memory="small")
 
 
-def test_decoder_stage_never_concatenates():
+@pytest.mark.parametrize("size,batch", [((5, 6, 4), 2), ((5, 7), 1)])
+def test_decoder_stage_never_concatenates(size, batch):
     """A decoder stage applied to (up, skip) equals the stage on their concatenation [skip, up]
-    (float64, output and every gradient), and a network's backward keeps no concatenated map:
-    no saved tensor at full resolution has 2 * C0 channels."""
+    (float64, output and every gradient; 3D and 2D, batch 2 and 1), and a network's backward keeps
+    no concatenated map: no saved tensor at full resolution has 2 * C0 channels."""
     from nnunet_deconver.network.blocks import DeconverStage
 
     torch.manual_seed(0)
-    stage = DeconverStage(2 * C, BlockSpec(C, (3, 3, 3), BlockConfig(tile_size=2))).double()
+    stage = DeconverStage(2 * C, BlockSpec(C, (3,) * len(size), BlockConfig(tile_size=2))).double()
     gen = torch.Generator().manual_seed(1)
-    skip, up = (torch.randn(2, C, 5, 6, 4, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
-    weight = torch.randn(2, C, 5, 6, 4, generator=gen, dtype=torch.float64)
+    skip, up = (torch.randn(batch, C, *size, generator=gen, dtype=torch.float64, requires_grad=True)
+                for _ in range(2))
+    weight = torch.randn(batch, C, *size, generator=gen, dtype=torch.float64)
     results = []
     for out in (stage(up, skip), stage(torch.cat([skip, up], dim=1))):
         grads = torch.autograd.grad((out * weight).sum(), [skip, up, *stage.parameters()])
         results.append((out, *grads))
     torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-10)
 
-    net = Deconver(input_channels=2, num_classes=2, spatial_dims=3, features_per_stage=[C, 2 * C], strides=[1, 2],
+    dims = len(size)
+    net = Deconver(input_channels=2, num_classes=2, spatial_dims=dims, features_per_stage=[C, 2 * C], strides=[1, 2],
                    kernel_sizes=3, mlp_ratio=1, ratio=1)
-    x = torch.randn(2, 2, 8, 8, 8, requires_grad=True)
+    x = torch.randn(batch, 2, *(8,) * dims, requires_grad=True)
     kept = []
 
     def pack(t):
-        if t.dim() == 5 and tuple(t.shape[2:]) == (8, 8, 8):
+        if t.dim() == 2 + dims and tuple(t.shape[2:]) == (8,) * dims:
             kept.append(t.shape[1])
         return t
 
