@@ -99,13 +99,22 @@ def test_non_contiguous_inputs():
 
 
 def test_half_inputs_are_computed_in_float32():
-    """float16 storage, float32 arithmetic: the float32 result within float16 rounding (of the result
-    and of the stored y = A(s)), finite on zeros."""
-    x, s, weight, groups = _inputs(1, 2, 4, None, (4, 5, 6), (3, 3, 3), False, torch.float16)
-    out, _ = triton_backend.forward(x, s, weight, groups, EPS, False)
-    want, _ = triton_backend.forward(x.float(), s.float(), weight.float(), groups, EPS, False)
-    assert out.dtype == torch.float16
-    torch.testing.assert_close(out.float(), want, rtol=2e-3, atol=1e-7)
+    """float16 x and s (as autocast keeps them) with a float32 filter: forward and every gradient are
+    float32's on the same float16 values, returned in float32; finite on zeros."""
+    x, s, weight, groups = _inputs(1, 2, 4, None, (4, 5, 6), (3, 3, 3), True, torch.float16)
+    weight = weight.float()
+    grad = torch.rand(s.shape, generator=torch.Generator().manual_seed(1))
+    out, y = triton_backend.forward(x, s, weight, groups, EPS, True)
+    got = triton_backend.backward(grad, x, s, weight, y, groups, EPS, True, True, True, True)
+    want, want_y = triton_backend.forward(x.float(), s.float(), weight, groups, EPS, True)
+    want_grads = triton_backend.backward(grad, x.float(), s.float(), weight, want_y, groups, EPS, True, True, True,
+                                         True)
+    assert out.dtype == y.dtype == torch.float32 and all(g.dtype == torch.float32 for g in got)
+    for a, b in zip((out, y, *got), (want, want_y, *want_grads)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    reference = _reference(x.double(), s.double(), weight.double(), groups, True, grad.double())
+    for a, b in zip((out, *got), reference):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-6)
     zeros, _ = triton_backend.forward(torch.zeros_like(x), torch.zeros_like(s), weight, groups, EPS, False)
     assert torch.isfinite(zeros).all() and not zeros.any()  # 0 * eps / eps; float16 would give 0 / 0
 

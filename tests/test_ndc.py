@@ -6,6 +6,8 @@ convolutions and the fused C++ kernel).
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -151,6 +153,43 @@ def test_autocast_runs_in_float32_and_returns_input_dtype(dtype, backend):
     with torch.autocast("cpu", dtype=dtype):
         zero = ndc(torch.zeros(1, 4, 5, 5, 5, dtype=dtype), torch.zeros(1, 16, 5, 5, 5, dtype=dtype), w, 4)
     assert torch.isfinite(zero.float()).all()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_keeps_its_dtype_for_backward_and_computes_in_float32(dtype, dims, backend):
+    """Under autocast the update keeps x and s for backward in the autocast dtype (no float32 copy:
+    the only float32 map it keeps is A(s), C channels), and its gradients are float32's on the
+    same 16-bit inputs, rounded once to that dtype. Batch 1 and 2; s0 with the ReLU inside."""
+    for batch in (1, 2):
+        spatial = (5, 6, 7)[-dims:]
+        gen = torch.Generator().manual_seed(batch)
+        x16 = torch.rand(batch, 4, *spatial, generator=gen).to(dtype)
+        s16 = (torch.rand(batch, 16, *spatial, generator=gen) - 0.2).to(dtype)
+        w = torch.rand(4, 4, *(3,) * dims, generator=gen)
+        grad = torch.rand(batch, 16, *spatial, generator=gen).to(dtype).float()
+
+        saved = []
+        x, s, wa = (t.clone().requires_grad_() for t in (x16, s16, w))
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append((t.dtype, t.shape)) or t, lambda t: t):
+            with torch.autocast("cpu", dtype=dtype):
+                out = ndc(x, s, wa, 4, rectify_s0=True)
+        assert out.dtype == dtype
+        (out.float() * grad).sum().backward()
+        volume = batch * math.prod(spatial)
+        wide = [(dt, tuple(shape)) for dt, shape in saved if math.prod(shape) >= 4 * volume]
+        assert (torch.float32, (batch, 4, *spatial)) in wide  # y = A(s)
+        assert [d for d, shape in wide if d == torch.float32 and shape[1] != 4] == [], wide
+        assert {d for d, shape in wide if shape[1] == 16} == {dtype}, wide
+
+        xr, sr, wr = (t.float().requires_grad_() for t in (x16, s16, w))
+        want = ndc(xr, sr, wr, 4, rectify_s0=True)
+        (want * grad).sum().backward()
+        torch.testing.assert_close(out, want.to(dtype), rtol=0, atol=0)
+        assert x.grad.dtype == s.grad.dtype == dtype and wa.grad.dtype == torch.float32
+        for got, ref in ((x.grad, xr.grad), (s.grad, sr.grad)):
+            torch.testing.assert_close(got.float(), ref.to(dtype).float(), rtol=1e-2, atol=1e-6)
+        torch.testing.assert_close(wa.grad, wr.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_module_structure_and_init(backend):

@@ -52,16 +52,19 @@ def run_updates(
     x (B, C, *S), s0 (B, E, *S), weight (C, E // G, *k) -> (B, E, *S) in ``s0``'s dtype; the
     arguments are :func:`ndc`'s. ``fused``: each update through the backends' operator, in the
     device's preferred layout (:func:`ndc`), or as a plain autograd graph in the inputs' own layout
-    (:func:`ndc_reference`). The update runs in float32 at least, autocast off.
+    (:func:`ndc_reference`). The update runs in float32 at least, autocast off. The fused
+    operator takes x and s0 in their own dtype (16-bit under autocast), so that what it keeps for
+    backward stays in that dtype; it computes in float32 (the filter's dtype here) all the same.
     """
     update = _update if fused else _update_reference
     memory_format = preferred_memory_format(x) if fused else torch.preserve_format
     out_dtype = s0.dtype
     # The update runs in float32 at least: eps = 1e-8 underflows in float16.
     compute = torch.promote_types(torch.promote_types(x.dtype, s0.dtype), torch.float32)
+    stored = {} if fused else {"dtype": compute}
     with torch.autocast(device_type=x.device.type, enabled=False):
-        x = x.to(dtype=compute, memory_format=memory_format)
-        s = s0.to(dtype=compute, memory_format=memory_format)
+        x = x.to(memory_format=memory_format, **stored)
+        s = s0.to(memory_format=memory_format, **stored)
         weight = weight.to(compute)
         for step in range(iterations):
             s = update(x, s, weight, groups, eps, rectify_s0 and step == 0)

@@ -17,9 +17,11 @@ further backend is one module with the two functions below and one :func:`regist
 (``preferred_on`` names the devices ``auto`` picks it for); callers do not change.
 
 Contract of a backend (x: (B, C, *S), s: (B, E, *S), weight V: (C, E // G, *k) with odd k,
-S = (H, W) or (D, H, W), one dtype, float32 or float64; inputs arrive in any layout, and
-non-contiguous ones are allowed; results may have any layout, the operator makes them
-channels-last on CPU and contiguous elsewhere):
+S = (H, W) or (D, H, W); the filter in float32 or float64, the dtype every backend computes in
+and returns ``out`` and ``y`` in; x, s and grad in that dtype or a narrower one (16-bit under
+autocast: the operator saves x and s for backward as they come, and returns each gradient in its
+input's dtype); inputs arrive in any layout, and non-contiguous ones are allowed; results may have
+any layout, the operator makes them channels-last on CPU and contiguous elsewhere):
 
 ``forward(x, s, weight, groups, eps, rectify) -> (out, y)``
     ``s' = ReLU(s)`` if ``rectify`` else ``s``; ``y = A(s') = conv(s', V, groups)`` (B, C, *S)

@@ -91,13 +91,15 @@ def is_available() -> bool:
 
 def forward(x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, groups: int, eps: float,
             rectify: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """See the backend contract in :mod:`nnunet_deconver.ndc.backends`."""
-    out, y = extension().forward(x, s, weight, groups, eps, rectify)
+    """See the backend contract in :mod:`nnunet_deconver.ndc.backends` (the kernels take one dtype: a
+    narrower x or s is widened to the filter's for the call)."""
+    out, y = extension().forward(x.to(weight.dtype), s.to(weight.dtype), weight, groups, eps, rectify)
     return out, y
 
 
 def backward(grad: torch.Tensor, x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, y: torch.Tensor,
              groups: int, eps: float, rectify: bool, need_x: bool, need_s: bool, need_w: bool):
     """See the backend contract in :mod:`nnunet_deconver.ndc.backends`."""
-    grads = extension().backward(grad, x, s, weight, y, groups, eps, rectify, need_x, need_s, need_w)
+    grads = extension().backward(grad.to(weight.dtype), x.to(weight.dtype), s.to(weight.dtype), weight, y, groups,
+                                 eps, rectify, need_x, need_s, need_w)
     return tuple(g if needed else None for g, needed in zip(grads, (need_x, need_s, need_w)))

@@ -28,16 +28,20 @@ def output_format(t: Tensor) -> torch.memory_format:
 
 @torch.library.custom_op("nnunet_deconver::ndc_update", mutates_args=())
 def ndc_update(x: Tensor, s: Tensor, weight: Tensor, groups: int, eps: float, rectify: bool) -> tuple[Tensor, Tensor]:
-    """One update: ``(s * (A^T(x) + eps) / (A^T(A(s)) + eps), A(s))``, s -> ReLU(s) first if ``rectify``."""
+    """One update: ``(s * (A^T(x) + eps) / (A^T(A(s)) + eps), A(s))``, s -> ReLU(s) first if ``rectify``.
+
+    Computed in ``weight``'s dtype, which both results have; x and s may be narrower (they are saved
+    for backward as they are)."""
     out, y = backend_for(x.device).forward(x, s, weight, groups, eps, rectify)
     fmt = output_format(x)
-    return out.contiguous(memory_format=fmt), y.contiguous(memory_format=fmt)
+    return out.to(weight.dtype).contiguous(memory_format=fmt), y.to(weight.dtype).contiguous(memory_format=fmt)
 
 
 @ndc_update.register_fake
 def _ndc_update_fake(x, s, weight, groups, eps, rectify):
     fmt = output_format(x)
-    return torch.empty_like(s, memory_format=fmt), torch.empty_like(x, memory_format=fmt)
+    return (torch.empty_like(s, dtype=weight.dtype, memory_format=fmt),
+            torch.empty_like(x, dtype=weight.dtype, memory_format=fmt))
 
 
 @torch.library.custom_op("nnunet_deconver::ndc_update_backward", mutates_args=())
@@ -45,12 +49,12 @@ def ndc_update_backward(
     grad: Tensor, x: Tensor, s: Tensor, weight: Tensor, y: Tensor, groups: int, eps: float, rectify: bool,
     need_x: bool, need_s: bool, need_weight: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients w.r.t. (x, s, weight); an empty tensor where not needed."""
+    """Gradients w.r.t. (x, s, weight), each in its input's dtype; an empty tensor where not needed."""
     grads = backend_for(x.device).backward(grad, x, s, weight, y, groups, eps, rectify, need_x, need_s, need_weight)
     fmt = output_format(x)
     return tuple(
-        ref.new_empty(0) if g is None else g.contiguous(memory_format=fmt if ref.dim() == x.dim() and ref is not weight
-                                                         else torch.contiguous_format)
+        ref.new_empty(0) if g is None else g.to(ref.dtype).contiguous(memory_format=fmt if ref is not weight
+                                                                      else torch.contiguous_format)
         for g, ref in zip(grads, (x, s, weight))
     )
 

@@ -15,6 +15,7 @@ from nnunet_deconver.ndc.ops import analysis, in_preferred_layout, synthesis, sy
 def forward(x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, groups: int, eps: float,
             rectify: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``(s * (A^T(x) + eps) / (A^T(y) + eps), y = A(s))``, s rectified first when ``rectify``."""
+    x, s = x.to(weight.dtype), s.to(weight.dtype)
     if rectify:
         s = torch.relu(s)
     num = analysis(x, weight, groups).add_(eps)
@@ -26,6 +27,7 @@ def forward(x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, groups: int,
 def backward(grad: torch.Tensor, x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, y: torch.Tensor,
              groups: int, eps: float, rectify: bool, need_x: bool, need_s: bool, need_w: bool):
     """Gradients of the update w.r.t. x, s (before its ReLU when ``rectify``) and the filter."""
+    x, s, grad = x.to(weight.dtype), s.to(weight.dtype), grad.to(weight.dtype)
     raw = s
     if rectify:
         s = torch.relu(s)

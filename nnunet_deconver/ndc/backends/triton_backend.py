@@ -4,8 +4,11 @@ Forward is two kernels: ``y = A(s')`` and one fused pass that computes ``A^T(x)`
 together and writes ``s' * (A^T(x) + eps) / (A^T(y) + eps)``. Backward is five: the fused pass
 again (now writing ``q``, ``p`` and ``g * num / den``), ``A(q)`` (= dL/dx), ``A(p)``, ``A^T`` of it
 subtracted from ``g * num / den`` (and masked by ``s > 0`` under ``rectify``) (= dL/ds), and one
-kernel for the three filter-gradient terms (see :mod:`.triton_kernels`). Products are summed in
-float32 for every input dtype but float64. Kernels and arguments follow the contract of
+kernel for the three filter-gradient terms (see :mod:`.triton_kernels`). Besides dL/ds, which is
+formed in the buffer of ``g * num / den``, backward holds two (B, E, *S) work tensors (``q`` and
+``p``, both read by the filter-gradient kernel). Products are summed, and results stored, in the
+filter's dtype (float32 or float64); x and s may be stored narrower (float16 or bfloat16, as autocast
+keeps them for backward). Kernels and arguments follow the contract of
 :mod:`nnunet_deconver.ndc.backends`; results are contiguous. The filter gradient is summed over
 slices of the volume with atomic additions, so its last bits may differ from run to run (as with
 the non-deterministic cuDNN algorithms nnU-Net enables).
@@ -187,17 +190,19 @@ def _acc(dtype: torch.dtype):
 
 def _conv(src: Tensor, weight: Tensor, geo: dict, transpose: bool, relu_src: bool = False,
           base: Tensor | None = None, mask_src: Tensor | None = None) -> Tensor:
-    """``A(src)`` (B, C, *S) or, ``transpose``, ``A^T(src)`` (B, E, *S), all 3D-shaped; ReLU(src) with
-    ``relu_src``; with ``base``: ``(base - result) * (mask_src > 0)`` (no mask when mask_src is None)."""
+    """``A(src)`` (B, C, *S) or, ``transpose``, ``A^T(src)`` (B, E, *S), all 3D-shaped, in the filter's
+    dtype; ReLU(src) with ``relu_src``; with ``base``: ``(base - result) * (mask_src > 0)`` (no mask
+    when mask_src is None), written into ``base`` itself (each position reads its own value first)."""
     n_out, n_src = (geo["E"], geo["C"]) if transpose else (geo["C"], geo["E"])
-    out = src.new_empty(geo["B"], n_out, geo["D"], geo["H"], geo["W"])
+    out = base if base is not None else src.new_empty(geo["B"], n_out, geo["D"], geo["H"], geo["W"],
+                                                      dtype=weight.dtype)
     grid = position_grid(geo, geo["B"] * n_out)
     epilogue = base is not None
     _kernels().conv_kernel[grid](
         src, weight, out, base if epilogue else out, mask_src if mask_src is not None else out,
         n_out, n_src, geo["Cg"], geo["Eg"], geo["D"], geo["H"], geo["W"],
         TRANSPOSE=transpose, RELU_SRC=relu_src, EPILOGUE=epilogue, MASK=mask_src is not None, KD=geo["KD"], KH=geo["KH"], KW=geo["KW"],
-        KPAD=geo["KPAD"], BLOCK=geo["BLOCK"], ACC=_acc(src.dtype),
+        KPAD=geo["KPAD"], BLOCK=geo["BLOCK"], ACC=_acc(weight.dtype),
     )
     return out
 
@@ -205,14 +210,14 @@ def _conv(src: Tensor, weight: Tensor, geo: dict, transpose: bool, relu_src: boo
 def _update(x: Tensor, y: Tensor, s: Tensor, grad: Tensor | None, weight: Tensor, eps: float, rectify: bool,
             geo: dict) -> tuple[Tensor, ...]:
     backward = grad is not None
-    outs = [torch.empty_like(s) for _ in range(3 if backward else 1)]
+    outs = [torch.empty_like(s, dtype=weight.dtype) for _ in range(3 if backward else 1)]
     out_p, out_gs = (outs[1], outs[2]) if backward else (outs[0], outs[0])  # unused in forward
     grid = position_grid(geo, geo["B"] * geo["E"])
     _kernels().update_kernel[grid](
         x, y, s, grad if backward else s, weight, outs[0], out_p, out_gs, float(eps),
         geo["C"], geo["E"], geo["Cg"], geo["Eg"], geo["D"], geo["H"], geo["W"],
         BACKWARD=backward, RECTIFY=rectify, KD=geo["KD"], KH=geo["KH"], KW=geo["KW"], KPAD=geo["KPAD"],
-        BLOCK=geo["BLOCK"], ACC=_acc(s.dtype),
+        BLOCK=geo["BLOCK"], ACC=_acc(weight.dtype),
     )
     return tuple(outs)
 
