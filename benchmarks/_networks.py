@@ -24,10 +24,12 @@ def select_ndc_backend(name: str | None) -> None:
         raise RuntimeError(f"the NDC backend {name!r} is not available in this worker")
 
 
-def build_network(name: str, deep_supervision: bool, checkpoint_levels: Sequence[int] = ()):
+def build_network(name: str, deep_supervision: bool, checkpoint_levels: Sequence[int] = (),
+                  activation_memory: str = "lean"):
     """A network of the comparison, 3D, 2 input channels, 2 outputs.
 
-    - ``deconver``: Deconver, ISLES'22 preset (widths 64-512, 4 levels, NDC k = 3, R = 4);
+    - ``deconver``: Deconver, ISLES'22 preset (widths 64-512, 4 levels, NDC k = 3, R = 4), its
+      blocks ``activation_memory`` "lean" (the default) or "full";
     - ``plainconvunet``: nnU-Net's PlainConvUNet as nnU-Net's default plans build it for a 64^3
       patch at isotropic spacing (5 stages, 32-320 features, two 3^3 convs per stage, instance
       norm, LeakyReLU, He initialisation).
@@ -37,7 +39,7 @@ def build_network(name: str, deep_supervision: bool, checkpoint_levels: Sequence
 
         return build_preset(
             "isles22", kernel_size=3, deep_supervision=deep_supervision, num_classes=NUM_CLASSES,
-            checkpoint_levels=list(checkpoint_levels),
+            checkpoint_levels=list(checkpoint_levels), activation_memory=activation_memory,
         )
     if name == "plainconvunet":
         if checkpoint_levels:
@@ -59,9 +61,12 @@ def build_network(name: str, deep_supervision: bool, checkpoint_levels: Sequence
     raise ValueError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
 
 
-def network_label(name: str, checkpoint_levels: Sequence[int] = (), backend: str | None = None) -> str:
-    """Row label of a network, e.g. "Deconver ISLES'22 (checkpoint_levels=[0]), NDC cpp"."""
+def network_label(name: str, checkpoint_levels: Sequence[int] = (), backend: str | None = None,
+                  activation_memory: str | None = None) -> str:
+    """Row label of a network, e.g. "Deconver ISLES'22 lean (checkpoint_levels=[0]), NDC cpp"."""
     label = {"deconver": "Deconver ISLES'22", "plainconvunet": "nnU-Net PlainConvUNet"}[name]
+    if activation_memory:
+        label += f" {activation_memory}"
     if checkpoint_levels:
         label += f" (checkpoint_levels={list(checkpoint_levels)})"
     return label + (f", NDC {backend}" if backend else "")

@@ -5,8 +5,9 @@ P^3, tile step 0.5, Gaussian weighting on, no mirroring, on CPU; networks in eva
 supervision off and 2 outputs (Deconver ISLES'22 preset; PlainConvUNet as nnU-Net's default plans
 build it for a 64^3 patch). No trained model folder is needed: the predictor gets the network, a
 ConfigurationManager holding the patch size and a LabelManager with two labels, which is all this
-method reads. Deconver runs with the NDC update on each CPU backend (``cpp``: fused C++ kernels;
-``torch``: PyTorch's convolutions; ``NNUNET_DECONVER_NDC_BACKEND``). Reported: seconds per volume
+method reads. Deconver runs with the fused C++ NDC kernels (``NNUNET_DECONVER_NDC_BACKEND=cpp``),
+with ``lean`` blocks (the default; without gradients they run their slabs' forward only) and
+``full`` ones. Reported: seconds per volume
 (median after a warm-up on a one-tile volume) and peak
 memory growth of one volume (fresh processes, see ``_worker.py``).
 
@@ -27,8 +28,8 @@ from _networks import INPUT_CHANNELS, build_network, network_label, select_ndc_b
 from _protocol import measure
 from _worker import Case
 
-#: (network, NDC backend) of each row
-ROWS = (("deconver", "cpp"), ("deconver", "torch"), ("plainconvunet", None))
+#: (network, activation memory, NDC backend) of each row
+ROWS = (("deconver", "lean", "cpp"), ("deconver", "full", "cpp"), ("plainconvunet", None, None))
 
 
 def make_predictor(network, patch: list[int], tile_step: float):
@@ -57,7 +58,8 @@ def build_case(spec: dict) -> Case:
     from nnunet_deconver.network.stats import count_parameters
 
     select_ndc_backend(spec.get("backend"))
-    network = build_network(spec["network"], deep_supervision=False).eval()
+    network = build_network(spec["network"], deep_supervision=False,
+                            activation_memory=spec["activation_memory"] or "lean").eval()
     patch = [spec["patch"]] * 3
     predictor = make_predictor(network, patch, spec["tile_step"])
     volume = torch.randn(INPUT_CHANNELS, *[spec["size"]] * 3)
@@ -85,18 +87,18 @@ def report(args: argparse.Namespace, session: Session) -> str:
     size = args.size or (48 if args.quick else 128)
     patch = patch_edge(args)
     results = {
-        (network, backend): measure(
+        (network, activations, backend): measure(
             __file__, {"network": network, "size": size, "patch": patch, "tile_step": args.tile_step,
-                       "backend": backend},
-            session.settings, network_label(network, backend=backend))
-        for network, backend in ROWS
+                       "backend": backend, "activation_memory": activations},
+            session.settings, network_label(network, backend=backend, activation_memory=activations))
+        for network, activations, backend in ROWS
     }
-    plain = results[("plainconvunet", None)]
+    plain = results[("plainconvunet", None, None)]
     rows = [
-        [network_label(network, backend=backend), m.info.get("tiles", "n/a"), fmt_s(m.median("volume")),
-         fmt_mb(m.growth_mb), fmt_ratio(m.median("volume"), plain.median("volume")),
+        [network_label(network, backend=backend, activation_memory=activations), m.info.get("tiles", "n/a"),
+         fmt_s(m.median("volume")), fmt_mb(m.growth_mb), fmt_ratio(m.median("volume"), plain.median("volume")),
          fmt_ratio(m.growth_mb, plain.growth_mb)]
-        for (network, backend), m in results.items()
+        for (network, activations, backend), m in results.items()
     ]
     intro = [
         f"nnU-Net's `nnUNetPredictor.predict_sliding_window_return_logits` on a {size}^3 two-channel volume, "

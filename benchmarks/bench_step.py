@@ -4,8 +4,8 @@ A step is: forward of a random (B, 2, P, P, P) batch, loss = sum over the deep-s
 of mean(output^2) (the same for every network), backward, AdamW step. Networks (3D, 2 inputs,
 2 outputs, deep supervision on): Deconver ISLES'22 (widths 64-512, NDC k = 3, R = 4) with the NDC
 update on each CPU backend (``NNUNET_DECONVER_NDC_BACKEND=cpp``: fused C++ kernels; ``torch``:
-PyTorch's convolutions), the same with ``checkpoint_levels=[0]`` (full-resolution stages
-recompute activations in backward), and PlainConvUNet as nnU-Net's default plans build it for a
+PyTorch's convolutions), with ``lean`` blocks (the default: 4C-channel work recomputed in backward,
+slab by slab) and ``full`` ones, and PlainConvUNet as nnU-Net's default plans build it for a
 64^3 patch (5 stages, 32-320 features).
 Reported: seconds per step (median, after one warm-up step), peak memory growth of one step
 (activations, gradients and AdamW state; each in a fresh process, see ``_worker.py``),
@@ -31,11 +31,11 @@ from _networks import INPUT_CHANNELS, build_network, network_label, select_ndc_b
 from _protocol import measure
 from _worker import Case
 
-#: the rows: (network, checkpoint_levels, huge-page allocation, NDC backend); each is compared
+#: the rows: (network, activation memory, huge-page allocation, NDC backend); each is compared
 #: with PlainConvUNet under the same allocator
 ROWS = (
-    ("deconver", [], False, "cpp"), ("deconver", [], True, "cpp"), ("deconver", [], True, "torch"),
-    ("deconver", [0], True, "cpp"), ("plainconvunet", [], False, None), ("plainconvunet", [], True, None),
+    ("deconver", "lean", False, "cpp"), ("deconver", "lean", True, "cpp"), ("deconver", "full", True, "cpp"),
+    ("deconver", "lean", True, "torch"), ("plainconvunet", None, False, None), ("plainconvunet", None, True, None),
 )
 #: patch of the priming step (the smallest PlainConvUNet trains on: 2^3 at its 5th stage)
 PRIME_PATCH = 32
@@ -48,7 +48,7 @@ def build_case(spec: dict) -> Case:
     from nnunet_deconver.network.stats import count_flops, count_parameters
 
     select_ndc_backend(spec.get("backend"))
-    model = build_network(spec["network"], deep_supervision=True, checkpoint_levels=spec["checkpoint_levels"])
+    model = build_network(spec["network"], deep_supervision=True, activation_memory=spec["activation_memory"] or "lean")
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -81,16 +81,16 @@ def report(args: argparse.Namespace, session: Session) -> str:
     """Measure every network; the Markdown section."""
     patch, batch = patch_edge(args), batch_size(args)
     results = []
-    for network, levels, thp, backend in ROWS:
-        spec = {"network": network, "checkpoint_levels": levels, "patch": patch, "batch": batch,
+    for network, activations, thp, backend in ROWS:
+        spec = {"network": network, "activation_memory": activations, "patch": patch, "batch": batch,
                 "flops_patch": args.flops_patch, "thp": thp, "backend": backend}
-        results.append(measure(__file__, spec, session.settings, row_label(network, levels, thp, backend)))
+        results.append(measure(__file__, spec, session.settings, row_label(network, activations, thp, backend)))
     plain = {thp: m for (network, _, thp, _), m in zip(ROWS, results) if network == "plainconvunet"}
     rows = []
-    for (network, levels, thp, backend), m in zip(ROWS, results):
+    for (network, activations, thp, backend), m in zip(ROWS, results):
         flops = m.info.get("flops_per_voxel")
         rows.append([
-            row_label(network, levels, thp, backend), fmt_s(m.median("step")), fmt_mb(m.growth_mb),
+            row_label(network, activations, thp, backend), fmt_s(m.median("step")), fmt_mb(m.growth_mb),
             f"{m.info['params']:,}" if "params" in m.info else "n/a",
             "n/a" if flops is None else f"{flops / 1e3:,.1f}K",
             fmt_ratio(m.median("step"), plain[thp].median("step")), fmt_ratio(m.growth_mb, plain[thp].growth_mb),
@@ -116,9 +116,9 @@ def report(args: argparse.Namespace, session: Session) -> str:
     return session.section("Training step: Deconver vs nnU-Net's U-Net", intro, body)
 
 
-def row_label(network: str, levels: list[int], thp: bool, backend: str | None = None) -> str:
-    """E.g. "Deconver ISLES'22 (checkpoint_levels=[0]), NDC cpp, huge pages"."""
-    return f"{network_label(network, levels, backend)}, {'huge pages' if thp else 'malloc'}"
+def row_label(network: str, activations: str | None, thp: bool, backend: str | None = None) -> str:
+    """E.g. "Deconver ISLES'22 lean, NDC cpp, huge pages"."""
+    return f"{network_label(network, backend=backend, activation_memory=activations)}, {'huge pages' if thp else 'malloc'}"
 
 
 def parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ def test_triton_kernels_under_the_interpreter():
     )
     assert proc.returncode == 0, f"{proc.stdout[-8000:]}\n{proc.stderr[-3000:]}"
     summary = proc.stdout.strip().splitlines()[-1]
-    assert "20 passed" in summary and "failed" not in summary and "skipped" not in summary, summary
+    assert "24 passed" in summary and "failed" not in summary and "skipped" not in summary, summary
 
 
 # Every kernel variant the backend launches, compiled ahead of time to CUDA machine code by
@@ -42,9 +42,12 @@ FLOATS = {"eps"}
 
 
 def _variants():
-    return [("conv_kernel", dict(TRANSPOSE=False, RELU_SRC=relu, EPILOGUE=False, MASK=False)) for relu in (False, True)] + [
-        ("conv_kernel", dict(TRANSPOSE=True, RELU_SRC=False, EPILOGUE=epi, MASK=epi)) for epi in (False, True)] + [
-        ("update_kernel", dict(BACKWARD=bw, RECTIFY=True)) for bw in (False, True)] + [
+    """(kernel, flags) of every launch; OPAD: outputs per group as the presets have them (G = C, R = 4)
+    for A (one) and A^T (four), and three rounded up to four."""
+    return [("conv_kernel", dict(TRANSPOSE=False, RELU_SRC=relu, EPILOGUE=False, MASK=False, OPAD=opad))
+            for relu in (False, True) for opad in (1, 4)] + [
+        ("conv_kernel", dict(TRANSPOSE=True, RELU_SRC=False, EPILOGUE=epi, MASK=epi, OPAD=4)) for epi in (False, True)] + [
+        ("update_kernel", dict(BACKWARD=bw, RECTIFY=True, OPAD=4)) for bw in (False, True)] + [
         ("weight_grad_kernel", dict(RECTIFY=True))]
 
 
@@ -60,13 +63,12 @@ def test_kernels_compile_for_cuda(kernel, dtype, capability):
     from nnunet_deconver.ndc.backends import triton_backend, triton_kernels
 
     assert os.environ.get("TRITON_INTERPRET", "0") != "1"
-    taps = kernel[0] * kernel[1] * kernel[2]
-    kpad = triton_backend._next_power_of_2(taps)
-    block = triton_backend._geometry(*_meta(kernel))["BLOCK"]
-    geometry = dict(KD=kernel[0], KH=kernel[1], KW=kernel[2], KPAD=kpad, BLOCK=block, ACC=tl.float32)
+    geo = triton_backend._geometry(*_meta(kernel))
+    geometry = dict(KD=kernel[0], KH=kernel[1], KW=kernel[2], KPAD=geo["KPAD"], ACC=tl.float32)
     for name, flags in _variants():
         fn = getattr(triton_kernels, name)
-        constexprs = {**geometry, **flags}
+        block = geo["WBLOCK"] if name == "weight_grad_kernel" else geo["BLOCK"]
+        constexprs = {k: v for k, v in {**geometry, **flags, "BLOCK": block}.items() if k in fn.arg_names}
         signature = {a: "constexpr" if a in constexprs else f"*{dtype}" if a in POINTERS else "fp32" if a in FLOATS
                      else "i32" for a in fn.arg_names}
         compiled = triton.compile(triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs),
@@ -82,13 +84,13 @@ def _meta(kernel):
 
 
 @pytest.mark.parametrize("batch,channels,ratio,size,kernel", [
-    (32, 512, 4, (256, 256), (3, 3)),  # a 2D network's deepest level at batch 32: B * E = 65536
+    (32, 2048, 4, (16, 16), (3, 3)),  # a 2D network's deepest level at batch 32: B * G = 65536
     (2, 32, 4, (128, 160, 112), (3, 3, 3)),  # BraTS-sized first level
     (64, 320, 4, (1, 1), (3, 3)),  # one voxel per plane, many planes
 ])
 def test_launch_grids_stay_within_cuda_limits(batch, channels, ratio, size, kernel):
-    """Every launch grid of the backend for shapes whose B * E passes CUDA's 65535 limit of a
-    grid's second axis: within the limits, and one program per (plane, block) / filter row."""
+    """Every launch grid of the backend for shapes whose B * G passes CUDA's 65535 limit of a
+    grid's second axis: within the limits, and one program per (sample, group, block) / filter row."""
     import math
 
     import torch
@@ -101,10 +103,10 @@ def test_launch_grids_stay_within_cuda_limits(batch, channels, ratio, size, kern
     geo = triton_backend._geometry(x, s, weight, channels)
     limits = triton_backend.GRID_LIMITS
     assert limits == (2**31 - 1, 65535, 65535)
-    for rows in (batch * channels, batch * ratio * channels):
-        grid = triton_backend.position_grid(geo, rows)
-        assert len(grid) == 1 and grid[0] <= limits[0]
-        assert grid[0] == rows * math.ceil(math.prod(size) / geo["BLOCK"])
+    rows = batch * channels  # (sample, group) pairs, G = C
+    grid = triton_backend.position_grid(geo, rows)
+    assert len(grid) == 1 and grid[0] <= limits[0]
+    assert grid[0] == rows * math.ceil(math.prod(size) / geo["BLOCK"])
     grid, chunk = triton_backend.weight_grad_grid(geo)
     assert all(g <= limit for g, limit in zip(grid, limits))
     assert grid[0] == channels * ratio and grid[1] * chunk >= batch * math.prod(size) > (grid[1] - 1) * chunk

@@ -141,6 +141,12 @@ def _as_3d(t: Tensor) -> Tensor:
     return (t.unsqueeze(2) if t.dim() == 4 else t).contiguous()
 
 
+#: Positions per program of :func:`conv_kernel` and :func:`update_kernel` (each computes them for all
+#: output channels of a group): two per thread of the default four warps, so that each filter value
+#: a thread loads serves two positions (benchmarks/triton_instructions.py counts the instructions).
+BLOCK = 256
+
+
 def _geometry(x: Tensor, s: Tensor, weight: Tensor, groups: int) -> dict:
     w = _as_3d(weight)
     kd, kh, kw = w.shape[2:]
@@ -149,20 +155,22 @@ def _geometry(x: Tensor, s: Tensor, weight: Tensor, groups: int) -> dict:
     batch, channels, depth, height, width = _as_3d(x).shape
     sources = s.shape[1]
     return dict(
-        B=batch, C=channels, E=sources, Cg=channels // groups, Eg=sources // groups, D=depth, H=height, W=width,
-        S=depth * height * width, KD=kd, KH=kh, KW=kw, KPAD=kpad, BLOCK=max(16, min(256, 4096 // kpad)),
+        B=batch, C=channels, E=sources, G=groups, Cg=channels // groups, Eg=sources // groups, D=depth, H=height,
+        W=width, S=depth * height * width, KD=kd, KH=kh, KW=kw, KPAD=kpad, BLOCK=BLOCK,
+        WBLOCK=max(16, min(256, 4096 // kpad)),
     )
 
 
 def position_grid(geo: dict, rows: int) -> tuple[int]:
     """Launch grid of :func:`conv_kernel` / :func:`update_kernel`: one program per (row, block of
-    ``BLOCK`` positions), rows = B * channels, along the grid's first axis (up to 2^31 - 1
-    programs; the other axes allow only 65535, which B * E passes for a 2D network at batch 32
-    with E = 2048). The kernels split the program index into row and block."""
+    ``BLOCK`` positions), rows = B * G (each program computes every output channel of its group),
+    along the grid's first axis (up to 2^31 - 1 programs; the other axes allow only 65535, which
+    B * G passes for a 2D network at batch 32 with G = 2048). The kernels split the program index
+    into batch, group and block."""
     programs = rows * math.ceil(geo["S"] / geo["BLOCK"])
     if programs > GRID_LIMITS[0]:
-        raise ValueError(f"the NDC update over {rows} planes of {geo['S']} voxels needs {programs} Triton programs, "
-                         f"more than CUDA launches at once ({GRID_LIMITS[0]}): split the batch")
+        raise ValueError(f"the NDC update over {rows} (sample, group) pairs of {geo['S']} voxels needs {programs} "
+                         f"Triton programs, more than CUDA launches at once ({GRID_LIMITS[0]}): split the batch")
     return (programs,)
 
 
@@ -170,11 +178,11 @@ def weight_grad_grid(geo: dict) -> tuple[tuple[int, int], int]:
     """Launch grid of :func:`weight_grad_kernel` and the positions each program sums: one row of
     the filter (c, j) per program along the first axis (C * Eg of them), the B * S positions in
     slices along the second, enough programs to fill a GPU (about 4 per row when there are few
-    rows, at most 2048 slices), whole blocks each."""
+    rows, at most 2048 slices), whole blocks of ``WBLOCK`` positions each."""
     rows = geo["C"] * geo["Eg"]
-    blocks = math.ceil(geo["B"] * geo["S"] / geo["BLOCK"])
+    blocks = math.ceil(geo["B"] * geo["S"] / geo["WBLOCK"])
     slices = max(1, min(blocks, math.ceil(2048 / rows)))
-    chunk = math.ceil(blocks / slices) * geo["BLOCK"]
+    chunk = math.ceil(blocks / slices) * geo["WBLOCK"]
     return (rows, math.ceil(geo["B"] * geo["S"] / chunk)), chunk
 
 
@@ -188,6 +196,19 @@ def _acc(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+def tap_major(weight: Tensor, groups: int, transpose: bool) -> Tensor:
+    """The filter (C, Eg, *k) as the kernels read it: (G, sources per group, K, OPAD), entry
+    [g, i, t, j] the tap t between the group's source i and output j, zero-padded to OPAD (the
+    outputs per group rounded up to a power of two). ``transpose`` (A^T and the update): sources
+    are the Cg channels c, outputs the Eg sources e; else (A) the other way round."""
+    channels, per_e = weight.shape[:2]
+    taps = weight[0, 0].numel()
+    w = weight.reshape(groups, channels // groups, per_e, taps)  # (g, c in group, j, t)
+    w = w.permute(0, 1, 3, 2) if transpose else w.permute(0, 2, 3, 1)
+    width = _next_power_of_2(w.shape[-1])
+    return torch.nn.functional.pad(w, (0, width - w.shape[-1])).contiguous()
+
+
 def _conv(src: Tensor, weight: Tensor, geo: dict, transpose: bool, relu_src: bool = False,
           base: Tensor | None = None, mask_src: Tensor | None = None) -> Tensor:
     """``A(src)`` (B, C, *S) or, ``transpose``, ``A^T(src)`` (B, E, *S), all 3D-shaped, in the filter's
@@ -196,13 +217,14 @@ def _conv(src: Tensor, weight: Tensor, geo: dict, transpose: bool, relu_src: boo
     n_out, n_src = (geo["E"], geo["C"]) if transpose else (geo["C"], geo["E"])
     out = base if base is not None else src.new_empty(geo["B"], n_out, geo["D"], geo["H"], geo["W"],
                                                       dtype=weight.dtype)
-    grid = position_grid(geo, geo["B"] * n_out)
+    grid = position_grid(geo, geo["B"] * geo["G"])
     epilogue = base is not None
     _kernels().conv_kernel[grid](
-        src, weight, out, base if epilogue else out, mask_src if mask_src is not None else out,
+        src, tap_major(weight, geo["G"], transpose), out, base if epilogue else out, mask_src if mask_src is not None else out,
         n_out, n_src, geo["Cg"], geo["Eg"], geo["D"], geo["H"], geo["W"],
-        TRANSPOSE=transpose, RELU_SRC=relu_src, EPILOGUE=epilogue, MASK=mask_src is not None, KD=geo["KD"], KH=geo["KH"], KW=geo["KW"],
-        KPAD=geo["KPAD"], BLOCK=geo["BLOCK"], ACC=_acc(weight.dtype),
+        TRANSPOSE=transpose, RELU_SRC=relu_src, EPILOGUE=epilogue, MASK=mask_src is not None, KD=geo["KD"],
+        KH=geo["KH"], KW=geo["KW"], OPAD=_next_power_of_2(geo["Eg"] if transpose else geo["Cg"]), BLOCK=geo["BLOCK"],
+        ACC=_acc(weight.dtype),
     )
     return out
 
@@ -212,12 +234,12 @@ def _update(x: Tensor, y: Tensor, s: Tensor, grad: Tensor | None, weight: Tensor
     backward = grad is not None
     outs = [torch.empty_like(s, dtype=weight.dtype) for _ in range(3 if backward else 1)]
     out_p, out_gs = (outs[1], outs[2]) if backward else (outs[0], outs[0])  # unused in forward
-    grid = position_grid(geo, geo["B"] * geo["E"])
+    grid = position_grid(geo, geo["B"] * geo["G"])
     _kernels().update_kernel[grid](
-        x, y, s, grad if backward else s, weight, outs[0], out_p, out_gs, float(eps),
+        x, y, s, grad if backward else s, tap_major(weight, geo["G"], True), outs[0], out_p, out_gs, float(eps),
         geo["C"], geo["E"], geo["Cg"], geo["Eg"], geo["D"], geo["H"], geo["W"],
-        BACKWARD=backward, RECTIFY=rectify, KD=geo["KD"], KH=geo["KH"], KW=geo["KW"], KPAD=geo["KPAD"],
-        BLOCK=geo["BLOCK"], ACC=_acc(weight.dtype),
+        BACKWARD=backward, RECTIFY=rectify, KD=geo["KD"], KH=geo["KH"], KW=geo["KW"],
+        OPAD=_next_power_of_2(geo["Eg"]), BLOCK=geo["BLOCK"], ACC=_acc(weight.dtype),
     )
     return tuple(outs)
 
@@ -230,7 +252,7 @@ def _weight_grad(q: Tensor, x: Tensor, pp: Tensor, y: Tensor, s: Tensor, ap: Ten
     _kernels().weight_grad_kernel[grid](
         q, x, pp, y, s, ap, grad_w, geo["B"], geo["C"], geo["E"], geo["Cg"], geo["Eg"], geo["D"], geo["H"],
         geo["W"], chunk, RECTIFY=rectify, KD=geo["KD"], KH=geo["KH"], KW=geo["KW"], KPAD=geo["KPAD"],
-        BLOCK=geo["BLOCK"], ACC=_acc(weight.dtype),
+        BLOCK=geo["WBLOCK"], ACC=_acc(weight.dtype),
     )
     return grad_w.to(weight.dtype)
 

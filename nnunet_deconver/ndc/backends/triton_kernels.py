@@ -3,19 +3,25 @@
 Every tensor is contiguous (B, channels, D, H, W) (2D runs as D = 1 with a (1, kh, kw) filter);
 the filter V is contiguous (C, Eg, KD, KH, KW) with Eg = E // G and Cg = C // G. A spatial
 position p indexes the flattened D * H * W; tap t the flattened KD * KH * KW, offset
-(t_d - KD // 2, t_h - KH // 2, t_w - KW // 2). One program tile is (KPAD taps, BLOCK positions):
-all taps of a block of positions are gathered at once (zero outside the volume), so one tap loop
-serves 2D and 3D and any odd kernel. Products are accumulated in float32 (float64 for float64
-inputs), whatever the storage dtype.
+(t_d - KD // 2, t_h - KH // 2, t_w - KW // 2).
 
-- :func:`conv_kernel`: ``A(src)`` (C outputs, summing the Eg sources of the group) or, with
-  TRANSPOSE, ``A^T(src)`` (E outputs, summing the Cg channels of the group); optional ReLU of the
-  source (RELU_SRC), and the epilogue ``(base - acc)``, times ``(mask_src > 0)`` with MASK, of dL/ds.
+:func:`conv_kernel` and :func:`update_kernel` give one program a block of BLOCK positions and
+*every* output channel of one group (OPAD rows, the group's count rounded up to a power of two):
+each source value a tap gathers is loaded once and multiplied into all the group's outputs. The
+taps are unrolled at compile time, so a tap's offset in the flattened volume is one scalar and its
+bounds check three comparisons (shared by the taps of a row, plane or slab); the one loop left at
+run time is over the group's sources. Products are accumulated in float32 (float64 for float64
+filters), whatever the storage dtype.
+
+- :func:`conv_kernel`: ``A(src)`` (outputs c, summing the group's Eg sources) or, with TRANSPOSE,
+  ``A^T(src)`` (outputs e, summing the group's Cg channels); optional ReLU of the source
+  (RELU_SRC), and the epilogue ``(base - acc)``, times ``(mask_src > 0)`` with MASK, of dL/ds.
 - :func:`update_kernel`: ``num = A^T(x) + eps`` and ``den = A^T(y) + eps`` in one pass, then the
   update ``s * num / den`` (forward) or ``q = g * s / den``, ``p = q * num / den`` and
   ``g * num / den`` (backward).
 - :func:`weight_grad_kernel`: ``W(q, x) - W(p, y) - W(s, ap)`` for one filter row (c, j) per
-  program over a slice of the B * D * H * W positions, added atomically.
+  program over a slice of the B * D * H * W positions, added atomically (all KPAD taps, the
+  count rounded up to a power of two, gathered at once).
 """
 
 from __future__ import annotations
@@ -44,85 +50,119 @@ def _tap_offsets(p, pmask, D, H, W, SIGN: tl.constexpr, KD: tl.constexpr, KH: tl
 
 
 @triton.jit
+def _group_block(n_out, n_src, Cg, Eg, D, H, W, TRANSPOSE: tl.constexpr, OPAD: tl.constexpr,
+                 BLOCK: tl.constexpr):
+    """This program's batch index, group, first output and source channel, outputs per group (and
+    the OPAD output rows, which of them exist), sources per group, and its BLOCK positions."""
+    S = D * H * W
+    blocks = tl.cdiv(S, BLOCK)
+    if TRANSPOSE:  # outputs e = g * Eg + j, sources c = g * Cg + i
+        per_out = Eg
+        per_src = Cg
+    else:  # outputs c = g * Cg + j, sources e = g * Eg + i
+        per_out = Cg
+        per_src = Eg
+    groups = n_out // per_out
+    bg = tl.program_id(0) // blocks
+    b = bg // groups
+    g = bg % groups
+    p = (tl.program_id(0) % blocks) * BLOCK + tl.arange(0, BLOCK)
+    j = tl.arange(0, OPAD)
+    return b, g, j, j < per_out, per_out, per_src, p, p < S
+
+
+@triton.jit
+def _gather_taps(acc, acc2, plane, plane2, wtaps, p, pmask, D, H, W, SIGN: tl.constexpr, SECOND: tl.constexpr,
+                 RELU_SRC: tl.constexpr, KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+                 OPAD: tl.constexpr, ACC: tl.constexpr):
+    """acc (OPAD, BLOCK) += sum over taps t of wtaps[t * OPAD + j] * plane[p + SIGN * offset(t)]
+    (zero outside the volume); with SECOND, acc2 += the same for plane2 (update: x and y together).
+    A tap's OPAD filter values are contiguous: one vector load."""
+    j = tl.arange(0, OPAD)
+    z = p // (H * W)
+    y = (p // W) % H
+    x = p % W
+    for tz in tl.static_range(KD):
+        zz = z + SIGN * (tz - KD // 2)
+        in_z = pmask & (zz >= 0) & (zz < D)
+        for ty in tl.static_range(KH):
+            yy = y + SIGN * (ty - KH // 2)
+            in_zy = in_z & (yy >= 0) & (yy < H)
+            for tx in tl.static_range(KW):
+                xx = x + SIGN * (tx - KW // 2)
+                valid = in_zy & (xx >= 0) & (xx < W)
+                shift = SIGN * (((tz - KD // 2) * H + (ty - KH // 2)) * W + (tx - KW // 2))
+                v = tl.load(wtaps + ((tz * KH + ty) * KW + tx) * OPAD + j).to(ACC)[:, None]
+                val = tl.load(plane + p + shift, mask=valid, other=0.0).to(ACC)
+                if RELU_SRC:
+                    val = tl.maximum(val, 0.0)
+                acc += v * val[None, :]
+                if SECOND:
+                    acc2 += v * tl.load(plane2 + p + shift, mask=valid, other=0.0).to(ACC)[None, :]
+    return acc, acc2
+
+
+@triton.jit
 def conv_kernel(src, weight, out, base, mask_src, n_out, n_src, Cg, Eg, D, H, W,
                 TRANSPOSE: tl.constexpr, RELU_SRC: tl.constexpr, EPILOGUE: tl.constexpr, MASK: tl.constexpr,
-                KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, KPAD: tl.constexpr, BLOCK: tl.constexpr,
+                KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, OPAD: tl.constexpr, BLOCK: tl.constexpr,
                 ACC: tl.constexpr):
-    """out[b, o] = sum over the group's sources and taps (grid: B * n_out * position blocks)."""
+    """out[b, o] for the outputs o of one group, summing its sources and taps (grid: B * groups *
+    position blocks); ``weight`` in the tap-major layout of :func:`update_kernel`'s docstring (A: taps
+    at +offset; A^T: taps mirrored)."""
     S = D * H * W
     K = KD * KH * KW
-    blocks = tl.cdiv(S, BLOCK)
-    bo = tl.program_id(0) // blocks
-    b = bo // n_out
-    o = bo % n_out
-    p = (tl.program_id(0) % blocks) * BLOCK + tl.arange(0, BLOCK)
-    pmask = p < S
-    if TRANSPOSE:  # o = e; sources c = g * Cg + i; filter row (c, o % Eg); taps mirrored
-        offsets, valid, t = _tap_offsets(p, pmask, D, H, W, -1, KD, KH, KW, KPAD)
-        first = (o // Eg) * Cg
-        n_sum = Cg
-    else:  # o = c; sources e = g * Eg + j; filter row (o, j)
-        offsets, valid, t = _tap_offsets(p, pmask, D, H, W, 1, KD, KH, KW, KPAD)
-        first = (o // Cg) * Eg
-        n_sum = Eg
-    acc = tl.zeros([BLOCK], dtype=ACC)
-    for i in range(n_sum):
-        if TRANSPOSE:
-            row = (first + i) * Eg + o % Eg
-        else:
-            row = o * Eg + i
-        v = tl.load(weight + row * K + t, mask=t < K, other=0.0).to(ACC)
-        plane = (b * n_src + first + i).to(tl.int64) * S
-        vals = tl.load(src + plane + offsets, mask=valid, other=0.0).to(ACC)
-        if RELU_SRC:
-            vals = tl.maximum(vals, 0.0)
-        acc += tl.sum(vals * v[:, None], axis=0)
-    here = (b * n_out + o).to(tl.int64) * S + p
+    b, g, j, jmask, per_out, per_src, p, pmask = _group_block(n_out, n_src, Cg, Eg, D, H, W, TRANSPOSE, OPAD, BLOCK)
+    acc = tl.zeros([OPAD, BLOCK], dtype=ACC)
+    for i in range(per_src):
+        plane = src + (b * n_src + g * per_src + i).to(tl.int64) * S
+        wtaps = weight + (g * per_src + i) * (K * OPAD)
+        acc, _ = _gather_taps(acc, acc, plane, plane, wtaps, p, pmask, D, H, W, -1 if TRANSPOSE else 1, False,
+                              RELU_SRC, KD, KH, KW, OPAD, ACC)
+    here = (b * n_out + g * per_out + j).to(tl.int64)[:, None] * S + p[None, :]
+    valid = jmask[:, None] & pmask[None, :]
     if EPILOGUE:  # (base - acc) * (mask_src > 0)
-        acc = tl.load(base + here, mask=pmask, other=0.0).to(ACC) - acc
+        acc = tl.load(base + here, mask=valid, other=0.0).to(ACC) - acc
         if MASK:
-            raw = tl.load(mask_src + here, mask=pmask, other=0.0)
+            raw = tl.load(mask_src + here, mask=valid, other=0.0)
             acc = tl.where(raw > 0, acc, 0.0)
-    tl.store(out + here, acc.to(out.dtype.element_ty), mask=pmask)
+    tl.store(out + here, acc.to(out.dtype.element_ty), mask=valid)
 
 
 @triton.jit
 def update_kernel(x, y, s, grad, weight, out, out_p, out_gs, eps, C, E, Cg, Eg, D, H, W,
                   BACKWARD: tl.constexpr, RECTIFY: tl.constexpr, KD: tl.constexpr, KH: tl.constexpr,
-                  KW: tl.constexpr, KPAD: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
-    """num and den at (b, e, block) from one gather pass over x and y; then the update or its
-    backward factors (grid: B * E * position blocks)."""
+                  KW: tl.constexpr, OPAD: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
+    """num and den for the Eg sources e of one group at a block of positions, from one gather of x
+    and y per tap; then the update or its backward factors (grid: B * groups * position blocks).
+
+    ``weight`` is the filter tap-major, (G, sources per group, K, OPAD): entry [g, i, t, j] is tap
+    t of the filter between the group's source i and output j, zero for j past the outputs (for
+    A^T and the update: V[g * Cg + i, j, t]; for A: V[g * Cg + j, i, t])."""
     S = D * H * W
     K = KD * KH * KW
-    blocks = tl.cdiv(S, BLOCK)
-    be = tl.program_id(0) // blocks
-    b = be // E
-    e = be % E
-    p = (tl.program_id(0) % blocks) * BLOCK + tl.arange(0, BLOCK)
-    pmask = p < S
-    offsets, valid, t = _tap_offsets(p, pmask, D, H, W, -1, KD, KH, KW, KPAD)
-    first = (e // Eg) * Cg
-    num = tl.zeros([BLOCK], dtype=ACC)
-    den = tl.zeros([BLOCK], dtype=ACC)
+    b, g, j, jmask, per_out, per_src, p, pmask = _group_block(E, C, Cg, Eg, D, H, W, True, OPAD, BLOCK)
+    num = tl.zeros([OPAD, BLOCK], dtype=ACC)
+    den = tl.zeros([OPAD, BLOCK], dtype=ACC)
     for i in range(Cg):
-        v = tl.load(weight + ((first + i) * Eg + e % Eg) * K + t, mask=t < K, other=0.0).to(ACC)
-        plane = (b * C + first + i).to(tl.int64) * S
-        num += tl.sum(tl.load(x + plane + offsets, mask=valid, other=0.0).to(ACC) * v[:, None], axis=0)
-        den += tl.sum(tl.load(y + plane + offsets, mask=valid, other=0.0).to(ACC) * v[:, None], axis=0)
+        plane = (b * C + g * Cg + i).to(tl.int64) * S
+        num, den = _gather_taps(num, den, x + plane, y + plane, weight + (g * Cg + i) * (K * OPAD), p, pmask,
+                                D, H, W, -1, True, False, KD, KH, KW, OPAD, ACC)
     num += eps
     den += eps
-    here = (b * E + e).to(tl.int64) * S + p
-    sv = tl.load(s + here, mask=pmask, other=0.0).to(ACC)
+    here = (b * E + g * Eg + j).to(tl.int64)[:, None] * S + p[None, :]
+    valid = jmask[:, None] & pmask[None, :]
+    sv = tl.load(s + here, mask=valid, other=0.0).to(ACC)
     if RECTIFY:
         sv = tl.maximum(sv, 0.0)
     if BACKWARD:
-        g = tl.load(grad + here, mask=pmask, other=0.0).to(ACC)
-        q = g * sv / den
-        tl.store(out + here, q.to(out.dtype.element_ty), mask=pmask)
-        tl.store(out_p + here, (q * num / den).to(out_p.dtype.element_ty), mask=pmask)
-        tl.store(out_gs + here, (g * num / den).to(out_gs.dtype.element_ty), mask=pmask)
+        gv = tl.load(grad + here, mask=valid, other=0.0).to(ACC)
+        q = gv * sv / den
+        tl.store(out + here, q.to(out.dtype.element_ty), mask=valid)
+        tl.store(out_p + here, (q * num / den).to(out_p.dtype.element_ty), mask=valid)
+        tl.store(out_gs + here, (gv * num / den).to(out_gs.dtype.element_ty), mask=valid)
     else:
-        tl.store(out + here, (sv * num / den).to(out.dtype.element_ty), mask=pmask)
+        tl.store(out + here, (sv * num / den).to(out.dtype.element_ty), mask=valid)
 
 
 @triton.jit
