@@ -69,6 +69,51 @@ def test_fused_equals_torch_backend_wide(monkeypatch, spatial, kernel, C, R, G, 
         assert error <= tol, f"{name}: relative difference {error:.2e} > {tol}"
 
 
+BUILDS = ("base", "avx2", "avx512")
+
+
+@pytest.mark.parametrize("spatial,kernel,B", [((5, 6, 7), (3, 3, 3), 1), ((9, 11), (5, 5), 2)])
+@pytest.mark.parametrize("C,R,G", [(20, 4, 20), (8, 8, 2)])  # E = 80, 64: vector blocks of 16, 32, 64 and remainders
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_every_instruction_set_equals_torch_backend(monkeypatch, spatial, kernel, B, C, R, G, dtype):
+    """Each build of the C++ kernels this CPU can run (the baseline always), not only the one it
+    picks, against the PyTorch-op path."""
+    from nnunet_deconver.ndc.backends import cpp
+
+    extension = cpp.extension()
+    x, s0, w, upstream = _inputs(spatial, kernel, C, R, G, B, dtype, seed=7)
+    torch_ops = _value_and_grads(monkeypatch, "torch", x, s0, w, upstream, G, rectify_s0=True)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    ran = []
+    try:
+        for build in BUILDS:
+            try:
+                assert extension.instruction_set(build) == build
+            except RuntimeError as exc:
+                assert "this CPU cannot run" in str(exc)
+                continue
+            ran.append(build)
+            fused = _value_and_grads(monkeypatch, "cpp", x, s0, w, upstream, G, rectify_s0=True)
+            for name, mine, ref in zip(("out", "grad x", "grad s0", "grad filter"), fused, torch_ops):
+                error = (mine - ref).abs().max().item() / ref.abs().max().item()
+                assert error <= tol, f"{build} build, {name}: relative difference {error:.2e} > {tol}"
+    finally:
+        extension.instruction_set("auto")
+    assert "base" in ran
+
+
+def test_instruction_set_names():
+    from nnunet_deconver.ndc.backends import cpp
+
+    extension = cpp.extension()
+    best = extension.instruction_set("")
+    assert best in BUILDS
+    assert extension.instruction_set("auto") == best
+    with pytest.raises(RuntimeError, match="unknown instruction set 'sse9': use base, avx2, avx512 or auto"):
+        extension.instruction_set("sse9")
+    assert extension.instruction_set("") == best  # a refused name changes nothing
+
+
 def test_fused_iterations_and_single_gradients(monkeypatch):
     x, s0, w, upstream = _inputs((6, 7, 5), (3, 3, 3), 8, 2, 8, 2, torch.float64, seed=1)
     s0 = s0.abs()

@@ -5,8 +5,10 @@ ninja, the system's C++ compiler, OpenMP) the first time a process needs them an
 ``$TORCH_EXTENSIONS_DIR`` when set, else in PyTorch's default (``~/.cache/torch_extensions/``),
 under a name that carries a hash of the sources, so an edited or upgraded package builds afresh
 and the cache of another version is never loaded. Processes that start together wait for one
-build (PyTorch's file lock). The kernels are compiled twice, for the baseline instruction set and
-for AVX2 + FMA, and the CPU picks at run time; no ``-march=native``, so a cache is portable.
+build (PyTorch's file lock). The kernels are compiled three times, for the baseline instruction
+set, for AVX2 + FMA and for AVX-512, and the widest one the CPU runs is used (the operator
+``instruction_set(name)`` tells which, or selects another one the CPU can run); no
+``-march=native``, so a cache is portable.
 
 When the build fails (no compiler, a broken toolchain, ...) :func:`is_available` returns False
 after one :class:`~nnunet_deconver.ndc.backends.registry.NDCBackendWarning` and the update runs on
@@ -27,7 +29,7 @@ import torch
 from nnunet_deconver.ndc.backends.registry import BACKEND_ENV, NDCBackendWarning
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-SOURCES = ("ndc_cpu.cpp", "ndc_kernels_base.cpp", "ndc_kernels_avx2.cpp")
+SOURCES = ("ndc_cpu.cpp", "ndc_kernels_base.cpp", "ndc_kernels_avx2.cpp", "ndc_kernels_avx512.cpp")
 FLAGS = ["-O3", "-fopenmp", "-ffp-contract=fast"]
 
 _lock = threading.Lock()

@@ -1,6 +1,6 @@
 // ATen front end of the fused CPU NDC update: argument checks, channels-last layout, the filter
-// in lane order, threads (at::parallel_for) and the choice between the AVX2+FMA and the baseline
-// build of the kernels (ndc_kernels_impl.h). Exposed to Python as `forward` and `backward`; the
+// in lane order, threads (at::parallel_for) and the choice between the AVX-512, the AVX2+FMA and the baseline
+// builds of the kernels (ndc_kernels_impl.h). Exposed to Python as `forward` and `backward`; the
 // contract is the one of nnunet_deconver.ndc.backends (see its docstring). Registered as the
 // operators torch.ops.nnunet_deconver_cpp.forward / backward (CPU kernels, no autograd: the
 // Python operator around them owns the gradient); no Python bindings, which keeps the build short.
@@ -12,23 +12,44 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <string>
 #include <vector>
 
 #include "ndc_geometry.h"
 
 namespace {
 
-bool use_avx2() {
+// The builds of the kernels, widest last; the CPU's best one unless instruction_set() chose another.
+const char* const kBuilds[] = {"base", "avx2", "avx512"};
+enum Build : int { kBase = 0, kAvx2 = 1, kAvx512 = 2 };
+
+bool supported(int build) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return supported;
-#else
-  return false;
+  if (build == kAvx512)
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+  if (build == kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
+  return build == kBase;
 }
 
-#define NDC_CALL(fn, T, ...) \
-  (use_avx2() ? ndc_avx2::fn<T>(__VA_ARGS__) : ndc_base::fn<T>(__VA_ARGS__))
+int best_build() {
+  static const int best = supported(kAvx512) ? kAvx512 : supported(kAvx2) ? kAvx2 : kBase;
+  return best;
+}
+
+std::atomic<int> chosen_build{-1};  // -1: best_build()
+
+int build() {
+  const int b = chosen_build.load(std::memory_order_relaxed);
+  return b < 0 ? best_build() : b;
+}
+
+#define NDC_CALL(fn, T, ...)                                      \
+  (build() == kAvx512 ? ndc_avx512::fn<T>(__VA_ARGS__)             \
+   : build() == kAvx2 ? ndc_avx2::fn<T>(__VA_ARGS__)               \
+                      : ndc_base::fn<T>(__VA_ARGS__))
 
 at::MemoryFormat channels_last(const at::Tensor& t) {
   return t.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
@@ -175,7 +196,24 @@ std::vector<at::Tensor> ndc_backward(const at::Tensor& grad_in, const at::Tensor
   return {grad_x, grad_s, grad_w};
 }
 
+// The build of the kernels in use: "base", "avx2" or "avx512". A name selects that build for
+// the process (an error when this CPU lacks its instructions); "auto" the best one; "" changes nothing.
+std::string instruction_set(const std::string& name) {
+  if (name == "auto") {
+    chosen_build.store(-1);
+  } else if (!name.empty()) {
+    int b = -1;
+    for (int i = 0; i < 3; ++i)
+      if (name == kBuilds[i]) b = i;
+    TORCH_CHECK(b >= 0, "unknown instruction set '", name, "': use base, avx2, avx512 or auto");
+    TORCH_CHECK(supported(b), "this CPU cannot run the ", name, " build of the NDC kernels");
+    chosen_build.store(b);
+  }
+  return kBuilds[build()];
+}
+
 TORCH_LIBRARY(nnunet_deconver_cpp, m) {
+  m.def("instruction_set(str name) -> str", &instruction_set);
   m.def("forward(Tensor x, Tensor s, Tensor weight, int groups, float eps, bool rectify) -> Tensor[]");
   m.def("backward(Tensor grad, Tensor x, Tensor s, Tensor weight, Tensor y, int groups, float eps, bool rectify, "
         "bool need_x, bool need_s, bool need_weight) -> Tensor[]");

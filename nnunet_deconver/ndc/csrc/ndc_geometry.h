@@ -1,5 +1,6 @@
 // Geometry of one NDC update and the kernels' entry points, shared by the ATen front end
-// (ndc_cpu.cpp) and the two builds of the kernels (ndc_kernels_base.cpp, ndc_kernels_avx2.cpp).
+// (ndc_cpu.cpp) and the three builds of the kernels (ndc_kernels_base.cpp, ndc_kernels_avx2.cpp,
+// ndc_kernels_avx512.cpp).
 //
 // Every field is stored channels-last: x, y, A(q), A(p) as (B, N0, N1, N2, C) and s, g, the
 // output and grad_s as (B, N0, N1, N2, E). 3D maps (D, H, W) to (N0, N1, N2); 2D maps (H, W) to
@@ -52,3 +53,4 @@ inline int64_t cache_tags(const NdcGeometry& g) { return 2 * g.k0 * g.k1; }
 
 NDC_DECLARE_KERNELS(ndc_base)
 NDC_DECLARE_KERNELS(ndc_avx2)
+NDC_DECLARE_KERNELS(ndc_avx512)

@@ -1,5 +1,6 @@
 // The NDC kernels on raw channels-last buffers; included once per instruction set by
-// ndc_kernels_base.cpp and ndc_kernels_avx2.cpp with NDC_NS set to the namespace to fill. It
+// ndc_kernels_base.cpp, ndc_kernels_avx2.cpp and ndc_kernels_avx512.cpp with NDC_NS set to the
+// namespace to fill (and NDC_VECTOR_BYTES to the vector width, when not 32). It
 // includes only ndc_kernels_inner.h, so that every function it defines is compiled for that
 // instruction set alone (the includers put their headers before their `#pragma GCC target`).
 //

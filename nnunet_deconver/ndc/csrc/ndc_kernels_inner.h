@@ -22,10 +22,14 @@ inline void fma_lanes(T* __restrict__ acc, const T* __restrict__ w, const T* __r
   }
 }
 
-// 32-byte vectors (one AVX2 register; two SSE2 registers in the baseline build) through GCC's
-// vector extensions; unaligned loads. U of them (U * VN lanes) accumulate in registers.
-typedef float vfloat __attribute__((vector_size(32), aligned(4)));
-typedef double vdouble __attribute__((vector_size(32), aligned(8)));
+// NDC_VECTOR_BYTES-byte vectors through GCC's vector extensions (32 unless the includer sets it:
+// one AVX2 register, two SSE2 registers in the baseline build; 64 for AVX-512); unaligned loads.
+// U of them (U * VN lanes) accumulate in registers.
+#ifndef NDC_VECTOR_BYTES
+#define NDC_VECTOR_BYTES 32
+#endif
+typedef float vfloat __attribute__((vector_size(NDC_VECTOR_BYTES), aligned(4)));
+typedef double vdouble __attribute__((vector_size(NDC_VECTOR_BYTES), aligned(8)));
 template <typename T> struct Vec;
 template <> struct Vec<float> { typedef vfloat type; };
 template <> struct Vec<double> { typedef vdouble type; };
