@@ -17,7 +17,8 @@ import torch
 from nnunet_deconver.ndc.backends import BACKEND_ENV
 from nnunet_deconver.network import Deconver
 from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock
-from nnunet_deconver.network.tiling import slabs
+from nnunet_deconver.network import tiling
+from nnunet_deconver.network.tiling import slabs, tile_thickness
 
 C = 4
 
@@ -191,6 +192,28 @@ def test_slabs_cover_the_axis_once_with_their_reach():
     assert slabs(4, 10, 3) == [(0, 4, 0, 4)]
     with pytest.raises(ValueError):
         slabs(4, 0, 1)
+
+
+def test_slab_thickness_with_and_without_gradients():
+    assert tile_thickness(64, 2 * 64**3, 2) == 8  # training: TILES slabs
+    assert tile_thickness(16, 16**3, 2) == 16  # a small volume is not cut
+    assert tile_thickness(64, 64**3, 2, grad=False) == 64  # inference: one slab up to a million voxels
+    assert tile_thickness(128, 128**3, 2, grad=False) == 64
+    assert tile_thickness(128, 2 * 128**3, 2, grad=False) == 32
+    assert tile_thickness(6, 10**9, 2, grad=False) == 6  # never thinner than 4 * halo (capped by the extent)
+
+
+@pytest.mark.parametrize("batch,size,kernel", [(2, (9, 6, 5), (3, 3, 3)), (1, (21, 7), (5, 5))])
+def test_lean_block_without_gradients_in_its_own_slabs(monkeypatch, batch, size, kernel):
+    """Inference slabs (chosen by voxel count, several here) give the full block's output."""
+    monkeypatch.setattr(tiling, "MAX_SLAB_VOXELS_WITHOUT_GRAD", 100)
+    full = _block("full", kernel, None, 4, None)
+    lean = _block("lean", kernel, None, 4, None)
+    x = torch.randn(batch, C, *size, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    voxels = batch * x[0, 0].numel()
+    assert len(slabs(size[0], tile_thickness(size[0], voxels, lean.mixer_halo, grad=False), lean.mixer_halo)) > 1
+    with torch.no_grad():
+        torch.testing.assert_close(lean(x), full(x), rtol=1e-10, atol=1e-10)
 
 
 def test_the_choice_reaches_the_network_and_checkpoints_load_across_it():

@@ -24,9 +24,7 @@ class _ChannelsLastPointwise:
     result), elsewhere the convolution. Parameters and ``state_dict`` are the convolution's."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
-            return super().forward(x)
-        return pointwise_channels_last(x, self.weight, self.bias)
+        return pointwise_with(self, x, self.weight, self.bias)
 
 
 class PointwiseConv2d(_ChannelsLastPointwise, nn.Conv2d):
@@ -35,6 +33,15 @@ class PointwiseConv2d(_ChannelsLastPointwise, nn.Conv2d):
 
 class PointwiseConv3d(_ChannelsLastPointwise, nn.Conv3d):
     """``nn.Conv3d`` with kernel 1, computed channels-last on CPU."""
+
+
+def pointwise_with(conv: nn.Module, x: torch.Tensor, weight: torch.Tensor,
+                   bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv``'s 1x1(x1) convolution of ``x`` with another ``weight`` and ``bias`` (a part of its
+    own, say), computed as ``conv`` computes it (channels-last on CPU for the classes above)."""
+    if isinstance(conv, _ChannelsLastPointwise) and x.device.type == "cpu":
+        return pointwise_channels_last(x, weight, bias)
+    return conv._conv_forward(x, weight, bias)
 
 
 def pointwise_conv(spatial_dims: int, in_channels: int, out_channels: int, bias: bool,

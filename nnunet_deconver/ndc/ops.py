@@ -56,10 +56,11 @@ def pointwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
 
 
 def preferred_memory_format(t: torch.Tensor) -> torch.memory_format:
-    """The layout the NDC convolutions run fastest in on ``t``'s device.
+    """The layout the NDC convolutions, and on CPU the whole network, run fastest in on ``t``'s device.
 
     On CPU the grouped convolutions are 3-4x faster channels-last (measured: see
-    benchmarks/RESULTS.md); elsewhere the tensor's own layout is kept.
+    benchmarks/RESULTS.md), and so are the network's other convolutions; elsewhere the tensor's
+    own layout is kept.
     """
     if t.device.type != "cpu":
         return torch.preserve_format

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nnunet_deconver.ndc import NDC
-from nnunet_deconver.ndc.module import pointwise_conv
+from nnunet_deconver.ndc.module import pointwise_conv, pointwise_with
 from nnunet_deconver.network.norm import instance_norm, instance_stats, normalise
 from nnunet_deconver.network.tiling import tiled
 
@@ -92,10 +92,9 @@ class BlockSpec:
 class DeconvMixer(nn.Module):
     """Pointwise conv C -> C (no bias), ReLU, NDC C -> R*C, pointwise conv R*C -> C (bias).
 
-    (B, C, *S) -> (B, C, *S). The ReLU makes the NDC input nonnegative. On CPU everything between
-    the input and the output runs channels-last (pointwise convs as matrix products, see
-    :func:`~nnunet_deconver.ndc.module.pointwise_conv`); the output is contiguous again, like the
-    block's residual stream (instance norm is fastest contiguous).
+    (B, C, *S) -> (B, C, *S). The ReLU makes the NDC input nonnegative. On CPU everything runs
+    channels-last, like the network's residual stream (pointwise convs as matrix products, see
+    :func:`~nnunet_deconver.ndc.module.pointwise_conv`).
     """
 
     def __init__(self, spec: BlockSpec):
@@ -107,7 +106,9 @@ class DeconvMixer(nn.Module):
         self.proj_out = pointwise_conv(spec.spatial_dims, config.ratio * channels, channels, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_out(self.ndc(torch.relu_(self.proj_in(x)))).contiguous()
+        # not in place: a ReLU in place on the matrix product's channels-last view makes autograd
+        # rebuild that gradient contiguous, and every later operation then mixes layouts (slowly)
+        return self.proj_out(self.ndc(torch.relu(self.proj_in(x))))
 
 
 class MLP(nn.Module):
@@ -120,8 +121,8 @@ class MLP(nn.Module):
         self.fc2 = pointwise_conv(spatial_dims, mlp_ratio * channels, channels, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Channels-last inside on CPU (pointwise convs as matrix products); contiguous output."""
-        return self.fc2(self.act(self.fc1(x))).contiguous()
+        """Channels-last on CPU (pointwise convs as matrix products), output included."""
+        return self.fc2(self.act(self.fc1(x)))
 
 
 def _normalised(norm: nn.Module, fn: nn.Module, mean: torch.Tensor, rstd: torch.Tensor,
@@ -174,7 +175,7 @@ class DeconverStage(nn.Module):
     def __init__(self, in_channels: int, spec: BlockSpec):
         super().__init__()
         self.adapt = nn.Identity() if in_channels == spec.channels else pointwise_conv(
-            spec.spatial_dims, in_channels, spec.channels, bias=False, channels_last=False)
+            spec.spatial_dims, in_channels, spec.channels, bias=False)
         self.block = DeconverBlock(spec)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
@@ -182,5 +183,5 @@ class DeconverStage(nn.Module):
             return self.block(self.adapt(x))
         c = skip.shape[1]
         weight = self.adapt.weight
-        return self.block(self.adapt._conv_forward(skip, weight[:, :c], None)
-                          + self.adapt._conv_forward(x, weight[:, c:], None))
+        return self.block(pointwise_with(self.adapt, skip, weight[:, :c])
+                          + pointwise_with(self.adapt, x, weight[:, c:]))

@@ -1,12 +1,13 @@
-"""Instance normalisation whose backward always receives a contiguous gradient.
+"""Instance normalisation in any memory layout, right at every batch size.
 
-On CPU the pointwise convolutions run channels-last (:func:`~nnunet_deconver.ndc.module.pointwise_conv`),
-so the gradient that reaches an instance norm's output from the mixer or the MLP is channels-last.
-PyTorch's CPU backward of ``instance_norm`` is wrong for a channels-last incoming gradient when the
-batch holds one sample (torch 2.14.1: more than 100% off, 2D and 3D, with or without affine
-parameters; batch 2 is right). The norms here hand their backward a contiguous gradient, whatever
-layout arrives, so every batch size gets the right gradient on every torch. The forward and the
-parameters are ``nn.InstanceNorm2d`` / ``3d``'s: state dicts are unchanged.
+On CPU the network runs channels-last (:class:`~nnunet_deconver.network.unet.Deconver`), and
+PyTorch's CPU ``instance_norm`` handles that badly: its forward copies a channels-last input to
+the contiguous layout (a slow transposition), and its backward is wrong for a channels-last
+incoming gradient when the batch holds one sample (torch 2.14.1: more than 100% off, 2D and 3D,
+with or without affine parameters; batch 2 is right). The norms here compute instance norm from
+:func:`instance_stats` and :func:`normalise`, elementwise operations and reductions that keep
+the input's layout and are right for every batch size. The parameters and state dicts are
+``nn.InstanceNorm2d`` / ``3d``'s.
 
 The lean blocks normalise slab by slab (:mod:`nnunet_deconver.network.tiling`) with whole-volume
 statistics from :func:`instance_stats`, whose backward keeps only the norm's input, and
@@ -19,36 +20,19 @@ import torch
 from torch import nn
 
 
-class _ContiguousGrad(torch.autograd.Function):
-    """Identity (B, C, *S) -> the same tensor; its backward returns the gradient made contiguous."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad.contiguous()
-
-
-def contiguous_grad(x: torch.Tensor) -> torch.Tensor:
-    """``x`` itself in the forward pass; the gradient flowing back through it arrives contiguous."""
-    return _ContiguousGrad.apply(x)
-
-
-class _ContiguousGradNorm:
-    """Forward of an instance norm module whose backward receives a contiguous gradient."""
+class _InstanceNorm:
+    """Forward of an instance norm module computed by :func:`instance_stats` and :func:`normalise`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return contiguous_grad(super().forward(x))
+        return normalise(x, *instance_stats(x, self.eps), self)
 
 
-class InstanceNorm2d(_ContiguousGradNorm, nn.InstanceNorm2d):
-    """``nn.InstanceNorm2d`` whose backward always receives a contiguous gradient."""
+class InstanceNorm2d(_InstanceNorm, nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` computed in the input's layout (see the module docstring)."""
 
 
-class InstanceNorm3d(_ContiguousGradNorm, nn.InstanceNorm3d):
-    """``nn.InstanceNorm3d`` whose backward always receives a contiguous gradient."""
+class InstanceNorm3d(_InstanceNorm, nn.InstanceNorm3d):
+    """``nn.InstanceNorm3d`` computed in the input's layout (see the module docstring)."""
 
 
 def instance_norm(channels: int, spatial_dims: int, affine: bool) -> nn.Module:
@@ -70,7 +54,13 @@ class _InstanceStats(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         axes = tuple(range(2, x.dim()))
-        var, mean = torch.var_mean(x.to(_compute_dtype(x)), dim=axes, correction=0, keepdim=True)
+        x32 = x.to(_compute_dtype(x))
+        if x.stride(1) == 1 and x.shape[1] > 1:
+            # channels innermost: var_mean reduces such a layout 3x slower than two passes of mean
+            mean = x32.mean(dim=axes, keepdim=True)
+            var = (x32 - mean).square_().mean(dim=axes, keepdim=True)
+        else:
+            var, mean = torch.var_mean(x32, dim=axes, correction=0, keepdim=True)
         rstd = torch.rsqrt(var + eps)
         ctx.save_for_backward(x, mean, rstd)
         return mean, rstd

@@ -26,22 +26,32 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 
-#: slabs per volume when the tile thickness is chosen automatically
+#: slabs per volume when the tile thickness is chosen automatically for training
 TILES = 8
 #: a batch of at most this many voxels (batch size times prod(S)) is not cut: slabs would only add
 #: overhead
 MIN_TILED_VOXELS = 16 * 1024
+#: without gradients nothing is kept for backward and nothing is recomputed: slabs then only bound
+#: the wide tensors of the moment, and each slab holds up to this many voxels (a 64^3 patch at
+#: batch 4 in one piece), so that few slabs, and few recomputed borders, are made
+MAX_SLAB_VOXELS_WITHOUT_GRAD = 1024 * 1024
 
 
-def tile_thickness(extent: int, voxels: int, halo: int) -> int:
+def tile_thickness(extent: int, voxels: int, halo: int, grad: bool = True) -> int:
     """Slab thickness along an axis of ``extent`` voxels, in a volume of ``voxels`` voxels.
 
-    About ``extent / TILES`` (at least ``4 * halo``, so the recomputed border is at most half the
-    slab); the whole extent when the volume is small (:data:`MIN_TILED_VOXELS`).
+    With gradients (``grad``), about ``extent / TILES``, the whole extent when the volume is small
+    (:data:`MIN_TILED_VOXELS`); without, the fewest slabs of at most
+    :data:`MAX_SLAB_VOXELS_WITHOUT_GRAD` voxels each. At least ``4 * halo`` either way, so that the
+    recomputed border is at most half the slab.
     """
-    if voxels <= MIN_TILED_VOXELS:
-        return extent
-    return min(extent, max(math.ceil(extent / TILES), 4 * halo, 1))
+    if grad:
+        if voxels <= MIN_TILED_VOXELS:
+            return extent
+        tiles = TILES
+    else:
+        tiles = math.ceil(voxels / MAX_SLAB_VOXELS_WITHOUT_GRAD)
+    return min(extent, max(math.ceil(extent / tiles), 4 * halo, 1))
 
 
 def slabs(extent: int, thickness: int, halo: int) -> list[tuple[int, int, int, int]]:
@@ -61,11 +71,38 @@ def slabs(extent: int, thickness: int, halo: int) -> list[tuple[int, int, int, i
     return out
 
 
+class _Crop(torch.autograd.Function):
+    """``x.narrow(2, start, length)``, whose gradient keeps the incoming gradient's layout.
+
+    PyTorch's own backward of a slice builds a contiguous zero tensor, so a channels-last gradient
+    would come out contiguous and every later operation would mix the two layouts (slowly).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, start: int, length: int) -> torch.Tensor:
+        ctx.extent, ctx.start, ctx.length = x.shape[2], start, length
+        return x.narrow(2, start, length)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        shape = (*grad.shape[:2], ctx.extent, *grad.shape[3:])
+        channels_last = grad.stride(1) == 1 and grad.shape[1] > 1  # a slice of a channels-last tensor too
+        memory_format = ((torch.channels_last_3d if grad.dim() == 5 else torch.channels_last) if channels_last
+                         else torch.contiguous_format)
+        full = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=memory_format)
+        end = ctx.start + ctx.length
+        full.narrow(2, 0, ctx.start).zero_()
+        full.narrow(2, end, ctx.extent - end).zero_()
+        full.narrow(2, ctx.start, ctx.length).copy_(grad)
+        return full, None, None
+
+
 def _slab(fn: Callable[[torch.Tensor], torch.Tensor], keep_from: int, keep_length: int,
           *pieces: torch.Tensor) -> torch.Tensor:
     """fn(slab), cropped to the slab's own voxels; the slab given as its pieces of one split."""
     x = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
-    return fn(x).narrow(2, keep_from, keep_length)
+    y = fn(x)
+    return y if keep_length == y.shape[2] else _Crop.apply(y, keep_from, keep_length)
 
 
 def _cuts(extent: int, parts: list[tuple[int, int, int, int]]) -> list[int]:
@@ -90,9 +127,9 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, halo: int
         backward keeps ``x`` and recomputes the slab's intermediate tensors.
     """
     extent = x.shape[2]
-    if thickness is None:
-        thickness = tile_thickness(extent, x.shape[0] * math.prod(x.shape[2:]), halo)
     grad = torch.is_grad_enabled()
+    if thickness is None:
+        thickness = tile_thickness(extent, x.shape[0] * math.prod(x.shape[2:]), halo, grad)
     parts = slabs(extent, thickness, halo)
     # each slab is a run of pieces of one split: backward gathers x's gradient in one tensor
     cuts = _cuts(extent, parts)

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from nnunet_deconver.ndc.module import pointwise_conv
+from nnunet_deconver.ndc.ops import in_preferred_layout, preferred_memory_format
 from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock, DeconverStage, instance_norm
 
 IntOrSeq = int | Sequence[int]
@@ -48,6 +49,22 @@ class Level:
     def block(self, config: BlockConfig) -> BlockSpec:
         """The spec of the level's Deconver blocks."""
         return BlockSpec(self.channels, self.kernel_size, config)
+
+
+class _ContiguousOutput(torch.autograd.Function):
+    """``x.contiguous()``, whose backward hands the gradient on in x's own (preferred) layout, so
+    that the gradient of a channels-last network stays channels-last."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.memory_format = preferred_memory_format(x)
+        return x.contiguous()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        if ctx.memory_format == torch.preserve_format:
+            return grad
+        return grad.contiguous(memory_format=ctx.memory_format)
 
 
 def _per_axis(value: IntOrSeq, spatial_dims: int) -> tuple[int, ...]:
@@ -99,9 +116,11 @@ class DeconverEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         skips = []
-        x = self.stem(x)
+        # PyTorch's CPU convolutions return the contiguous layout at batch 1 (and for a one-channel
+        # input, which is contiguous and channels-last at once): their outputs are put back
+        x = in_preferred_layout(self.stem(x))
         for level, (down, stage) in enumerate(zip(self.downsamples, self.stages)):
-            x = _run_stage(stage, (down(x),), level in self.checkpoint_levels)
+            x = _run_stage(stage, (in_preferred_layout(down(x)),), level in self.checkpoint_levels)
             skips.append(x)
         return skips
 
@@ -124,10 +143,10 @@ class DeconverDecoder(nn.Module):
             for l in order
         )
         self.stages = nn.ModuleList(DeconverStage(2 * levels[l].channels, levels[l].block(config)) for l in order)
-        self.head = pointwise_conv(dims, levels[0].channels, num_classes, bias=True, channels_last=False)
+        self.head = pointwise_conv(dims, levels[0].channels, num_classes, bias=True)
         # auxiliary heads for decoder levels 1 .. L-2, deepest first (only when built for it)
         self.aux_heads = nn.ModuleList(
-            pointwise_conv(dims, levels[l].channels, num_classes, bias=True, channels_last=False)
+            pointwise_conv(dims, levels[l].channels, num_classes, bias=True)
             for l in order if l > 0
         ) if deep_supervision else nn.ModuleList()
         self._deep_supervision = deep_supervision
@@ -155,7 +174,7 @@ class DeconverDecoder(nn.Module):
         depth = len(self.stages)
         for i, (up, stage) in enumerate(zip(self.upsamples, self.stages)):
             level = depth - 1 - i
-            x = _run_stage(stage, (up(x), skips[level]), level in self.checkpoint_levels)
+            x = _run_stage(stage, (in_preferred_layout(up(x)), skips[level]), level in self.checkpoint_levels)
             if self._deep_supervision and level > 0:
                 outputs.append(self.aux_heads[i](x))
         logits = self.head(x)
@@ -257,7 +276,14 @@ class Deconver(nn.Module):
         return self.config.norm_affine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        return self.decoder(self.encoder(x))
+        """Contiguous logits (a list of them with deep supervision). Inside, the network runs in
+        :func:`~nnunet_deconver.ndc.ops.preferred_memory_format` (channels-last on CPU, where the
+        pointwise convolutions, the NDC and the strided convolutions are fastest so, and one layout
+        throughout avoids PyTorch's slow conversions between the two)."""
+        out = self.decoder(self.encoder(in_preferred_layout(x)))
+        if isinstance(out, torch.Tensor):
+            return _ContiguousOutput.apply(out)
+        return [_ContiguousOutput.apply(o) for o in out]
 
     def match_norms_to_state_dict(self, state_dict: dict, prefix: str = "") -> bool:
         """Switch every block's norms to the variant ``state_dict`` was saved with.
