@@ -98,7 +98,7 @@ def profile_network(network: str, patch: int, batch: int, backend: str) -> tuple
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
-    spec = {"network": network, "checkpoint_levels": [], "patch": patch, "batch": batch,
+    spec = {"network": network, "checkpoint_levels": [], "patch": patch, "batch": batch, "activation_memory": "lean",
             "backend": backend if network == "deconver" else None}
     step = bench_step.build_case(spec).phases["step"]  # the very step bench_step.py times
 
