@@ -130,9 +130,10 @@ def _wait_for_temporary_folder(root: Path, process: subprocess.Popen, timeout: f
 
 @pytest.fixture
 def big_glas(tmp_path) -> Path:
-    """Enough pixels that a run takes a few seconds, so that it can be caught mid-way."""
+    """Enough pixels that a run takes a few seconds, so that it can be caught mid-way (also with two
+    workers on two busy cores, where a smaller data set was once converted before the signal came)."""
     raw = tmp_path / "glas"
-    make_glas(raw, counts=(("train", 6), ("testA", 6), ("testB", 6)), shape=(360, 480))
+    make_glas(raw, counts=(("train", 6), ("testA", 6), ("testB", 6)), shape=(720, 960))
     return raw
 
 
