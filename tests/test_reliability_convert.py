@@ -130,10 +130,9 @@ def _wait_for_temporary_folder(root: Path, process: subprocess.Popen, timeout: f
 
 @pytest.fixture
 def big_glas(tmp_path) -> Path:
-    """Enough pixels that a run takes a few seconds, so that it can be caught mid-way (also with two
-    workers on two busy cores, where a smaller data set was once converted before the signal came)."""
+    """Enough pixels that a run takes a few seconds, so that it can be caught mid-way."""
     raw = tmp_path / "glas"
-    make_glas(raw, counts=(("train", 6), ("testA", 6), ("testB", 6)), shape=(720, 960))
+    make_glas(raw, counts=(("train", 6), ("testA", 6), ("testB", 6)), shape=(360, 480))
     return raw
 
 
@@ -162,9 +161,11 @@ def test_signal_mid_run_removes_temporary_folder(tmp_path, nnunet_env, big_glas,
     _old_dataset(root / NAME)
     before = tree(tmp_path)
     workers = ["-j", "1"] if signum == signal.SIGTERM else ["-j", "2"]
+    # Ctrl-C as a terminal delivers it: a shell starts background jobs with SIGINT ignored, which a
+    # run would inherit (and then rightly ignore), so the test restores the default for the run
     run = subprocess.Popen(command(["convert", "glas", big_glas, *workers, "--no-progress", "--overwrite"]),
                            env=nnunet_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+                           start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_temporary_folder(root, run)
     if signum == signal.SIGINT:
         os.killpg(run.pid, signum)
