@@ -72,7 +72,9 @@ def test_fused_equals_torch_backend_wide(monkeypatch, spatial, kernel, C, R, G, 
 BUILDS = ("base", "avx2", "avx512")
 
 
-@pytest.mark.parametrize("spatial,kernel,B", [((5, 6, 7), (3, 3, 3), 1), ((9, 11), (5, 5), 2)])
+# rows long enough for several blocks of neighbouring outputs (up to 8) and a remainder, kernel widths 3, 5, 7
+@pytest.mark.parametrize("spatial,kernel,B", [((5, 6, 7), (3, 3, 3), 1), ((9, 11), (5, 5), 2),
+                                              ((3, 4, 29), (3, 3, 7), 1), ((4, 27), (3, 5), 2)])
 @pytest.mark.parametrize("C,R,G", [(20, 4, 20), (8, 8, 2)])  # E = 80, 64: vector blocks of 16, 32, 64 and remainders
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_every_instruction_set_equals_torch_backend(monkeypatch, spatial, kernel, B, C, R, G, dtype):

@@ -46,10 +46,13 @@ int build() {
   return b < 0 ? best_build() : b;
 }
 
-#define NDC_CALL(fn, T, ...)                                      \
-  (build() == kAvx512 ? ndc_avx512::fn<T>(__VA_ARGS__)             \
-   : build() == kAvx2 ? ndc_avx2::fn<T>(__VA_ARGS__)               \
-                      : ndc_base::fn<T>(__VA_ARGS__))
+// fn<T>(...) of the build in use (a statement)
+#define NDC_CALL(fn, T, ...)                                           \
+  switch (build()) {                                                   \
+    case kAvx512: ndc_avx512::fn<T>(__VA_ARGS__); break;               \
+    case kAvx2: ndc_avx2::fn<T>(__VA_ARGS__); break;                   \
+    default: ndc_base::fn<T>(__VA_ARGS__);                             \
+  }
 
 at::MemoryFormat channels_last(const at::Tensor& t) {
   return t.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
@@ -96,6 +99,16 @@ int64_t grain(const NdcGeometry& g, int64_t rows_per_item) {
 }
 
 // V (C, E / G, *k) -> wt (cg, K, E), wt[cl][o][g * eg + jl] = V[g * cg + cl, jl, o]
+// Per-thread scratch from PyTorch's CPU allocator (huge pages where THP_MEM_ALLOC_ENABLE=1 asks
+// for them), not zero-filled: the kernels write each scratch element before they read it. The
+// buffer lives in `buffers` (one slot per thread) until the operator returns.
+template <typename T>
+T* scratch_of(int64_t n, const at::Tensor& like, std::vector<at::Tensor>& buffers) {
+  at::Tensor& buffer = buffers.at(at::get_thread_num());
+  if (buffer.numel() < n) buffer = at::empty({n}, like.options());
+  return buffer.mutable_data_ptr<T>();
+}
+
 at::Tensor filter_lanes(const at::Tensor& weight, const NdcGeometry& g) {
   return weight.contiguous().view({g.G, g.cg, g.eg, g.K}).permute({1, 3, 0, 2}).contiguous();
 }
@@ -112,6 +125,7 @@ std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_
   const at::Tensor wt = filter_lanes(weight, g);
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(fmt));
   at::Tensor out = at::empty(s.sizes(), s.options().memory_format(fmt));
+  std::vector<at::Tensor> buffers(at::get_num_threads());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ndc_forward", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
@@ -119,13 +133,13 @@ std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, g.rows(), grain(g, 1), [&](int64_t r0, int64_t r1) {
-      std::vector<scalar_t> scratch(synthesis_scratch(g));
-      NDC_CALL(synthesis_rows, scalar_t, g, sp, wp, yp, scratch.data(), r0, r1, rectify);
+      scalar_t* scratch = scratch_of<scalar_t>(synthesis_scratch(g), x, buffers);
+      NDC_CALL(synthesis_rows, scalar_t, g, sp, wp, yp, scratch, r0, r1, rectify);
     });
     at::parallel_for(0, g.rows(), grain(g, 1), [&](int64_t r0, int64_t r1) {
-      std::vector<scalar_t> scratch(update_scratch(g));
+      scalar_t* scratch = scratch_of<scalar_t>(update_scratch(g), x, buffers);
       std::vector<int64_t> tags(cache_tags(g));
-      NDC_CALL(update_rows, scalar_t, g, xp, yp, sp, wp, op, scratch.data(), tags.data(), r0, r1,
+      NDC_CALL(update_rows, scalar_t, g, xp, yp, sp, wp, op, scratch, tags.data(), r0, r1,
                static_cast<scalar_t>(eps), rectify);
     });
   });
@@ -152,6 +166,7 @@ std::vector<at::Tensor> ndc_backward(const at::Tensor& grad_in, const at::Tensor
   const int64_t nw = g.cg * g.K * g.E;
   // one partial filter gradient per thread, summed in thread order: deterministic results
   std::vector<std::vector<double>> parts(at::get_num_threads());
+  std::vector<at::Tensor> buffers(at::get_num_threads());
   auto part_of_this_thread = [&]() -> double* {
     std::vector<double>& part = parts.at(at::get_thread_num());
     if (need_w && part.empty()) part.assign(nw, 0.0);
@@ -168,16 +183,16 @@ std::vector<at::Tensor> ndc_backward(const at::Tensor& grad_in, const at::Tensor
     scalar_t* gsp = need_s ? grad_s.mutable_data_ptr<scalar_t>() : nullptr;
     scalar_t* app = need_ap ? ap.mutable_data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, g.planes(), grain(g, g.N1), [&](int64_t p0, int64_t p1) {
-      std::vector<scalar_t> scratch(backward_scratch(g));
+      scalar_t* scratch = scratch_of<scalar_t>(backward_scratch(g), x, buffers);
       std::vector<int64_t> tags(cache_tags(g));
       NDC_CALL(backward_planes, scalar_t, g, xp, yp, sp, gp, wp, gsp, gxp, app, part_of_this_thread(),
-               scratch.data(), tags.data(), p0, p1, eps_t, rectify, need_x, need_s, need_w);
+               scratch, tags.data(), p0, p1, eps_t, rectify, need_x, need_s, need_w);
     });
     if (!need_ap) return;
     at::parallel_for(0, g.rows(), grain(g, 1), [&](int64_t r0, int64_t r1) {
-      std::vector<scalar_t> scratch(adjoint_scratch(g));
+      scalar_t* scratch = scratch_of<scalar_t>(adjoint_scratch(g), x, buffers);
       std::vector<int64_t> tags(cache_tags(g));
-      NDC_CALL(adjoint_rows, scalar_t, g, app, sp, wp, gsp, part_of_this_thread(), scratch.data(), tags.data(),
+      NDC_CALL(adjoint_rows, scalar_t, g, app, sp, wp, gsp, part_of_this_thread(), scratch, tags.data(),
                r0, r1, rectify, need_s, need_w);
     });
   });

@@ -6,6 +6,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2,fma")
+#define NDC_VECTOR_REGISTERS 16
 #endif
 #define NDC_NS ndc_avx2
 #include "ndc_kernels_impl.h"

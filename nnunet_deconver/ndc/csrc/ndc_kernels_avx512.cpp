@@ -7,6 +7,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 #define NDC_VECTOR_BYTES 64
+#define NDC_VECTOR_REGISTERS 32
 #endif
 #define NDC_NS ndc_avx512
 #include "ndc_kernels_impl.h"

@@ -1,82 +1,11 @@
-// Building blocks of the NDC kernels (vector types, taps, expanded rows, elementwise passes);
-// included by ndc_kernels_impl.h inside the same instruction-set region, so it includes nothing.
+// Building blocks of the NDC kernels (the taps in registers: ndc_kernels_taps.h; expanded rows,
+// elementwise passes); included by ndc_kernels_impl.h inside the same instruction-set region, so
+// it includes nothing but ndc_kernels_taps.h.
+
+#include "ndc_kernels_taps.h"
 
 namespace NDC_NS {
 namespace {
-
-inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
-
-template <typename T>
-inline void zero(T* __restrict__ p, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) p[i] = T(0);
-}
-
-// acc += w * v (optionally w * max(v, 0))
-template <typename T, bool RECTIFY>
-inline void fma_lanes(T* __restrict__ acc, const T* __restrict__ w, const T* __restrict__ v, int64_t n) {
-  if (RECTIFY) {
-    for (int64_t j = 0; j < n; ++j) acc[j] += w[j] * (v[j] > T(0) ? v[j] : T(0));
-  } else {
-    for (int64_t j = 0; j < n; ++j) acc[j] += w[j] * v[j];
-  }
-}
-
-// NDC_VECTOR_BYTES-byte vectors through GCC's vector extensions (32 unless the includer sets it:
-// one AVX2 register, two SSE2 registers in the baseline build; 64 for AVX-512); unaligned loads.
-// U of them (U * VN lanes) accumulate in registers.
-#ifndef NDC_VECTOR_BYTES
-#define NDC_VECTOR_BYTES 32
-#endif
-typedef float vfloat __attribute__((vector_size(NDC_VECTOR_BYTES), aligned(4)));
-typedef double vdouble __attribute__((vector_size(NDC_VECTOR_BYTES), aligned(8)));
-template <typename T> struct Vec;
-template <> struct Vec<float> { typedef vfloat type; };
-template <> struct Vec<double> { typedef vdouble type; };
-constexpr int U = 4;
-
-template <typename T>
-inline typename Vec<T>::type vload(const T* p) { return *reinterpret_cast<const typename Vec<T>::type*>(p); }
-template <typename T>
-inline void vstore(T* p, typename Vec<T>::type v) { *reinterpret_cast<typename Vec<T>::type*>(p) = v; }
-
-// The taps of one output voxel: for each of nr kernel rows (o0, o1), its filter row (k2 x E lanes)
-// and, per field, the source voxel that o2 = 0 reads; o2 in [lo, hi) steps by `step` elements.
-//     out_f[j] += sum_r sum_{o2} wrow_r[o2 * E + j] * src_{r,f}[o2 * step + j]
-template <typename T, int NF, bool RECTIFY = false>
-inline void accumulate_taps(int64_t E, int64_t nr, const T* const* wrow, const T* const* src, int64_t lo, int64_t hi,
-                            int64_t step, T* const* out) {
-  typedef typename Vec<T>::type vt;
-  constexpr int64_t VN = sizeof(vt) / sizeof(T), JB = U * VN;
-  int64_t j0 = 0;
-  for (; j0 + JB <= E; j0 += JB) {
-    vt acc[NF][U];
-    for (int f = 0; f < NF; ++f)
-      for (int u = 0; u < U; ++u) acc[f][u] = vload(out[f] + j0 + u * VN);
-    for (int64_t r = 0; r < nr; ++r) {
-      for (int64_t o2 = lo; o2 < hi; ++o2) {
-        const T* w = wrow[r] + o2 * E + j0;
-        vt wv[U];
-        for (int u = 0; u < U; ++u) wv[u] = vload(w + u * VN);
-        for (int f = 0; f < NF; ++f) {
-          const T* sv = src[r * NF + f] + o2 * step + j0;
-          for (int u = 0; u < U; ++u) {
-            vt v = vload(sv + u * VN);
-            if (RECTIFY) v = v > vt{} ? v : vt{};
-            acc[f][u] += wv[u] * v;
-          }
-        }
-      }
-    }
-    for (int f = 0; f < NF; ++f)
-      for (int u = 0; u < U; ++u) vstore(out[f] + j0 + u * VN, acc[f][u]);
-  }
-  if (j0 == E) return;
-  for (int64_t r = 0; r < nr; ++r)
-    for (int64_t o2 = lo; o2 < hi; ++o2)
-      for (int f = 0; f < NF; ++f)
-        fma_lanes<T, RECTIFY>(out[f] + j0, wrow[r] + o2 * E + j0, src[r * NF + f] + o2 * step + j0, E - j0);
-}
 
 // drow[j] += sum_w sum_f coef_f[w * E + j] * src_f[w * E + j] over the N2 voxels of a row.
 template <typename T, int NF>
@@ -179,7 +108,11 @@ void adjoint_row(const NdcGeometry& g, const T* const* fields, const T* wt, T* c
   for (int64_t cl = 0; cl < g.cg; ++cl) {
     int64_t nr = 0;
     auto run = [&]() {
-      for (int64_t w = 0; w < g.N2; ++w) {  // voxel w reads expanded voxel w - o2 + 2 p2
+      // voxel w reads expanded voxel w - o2 + 2 p2: a block starting at w reads from voxel w on
+      auto src_at = [&](int64_t w, const T** bsrc) {
+        for (int64_t r = 0; r < nr * NF; ++r) bsrc[r] = rows[r] + w * E;
+      };
+      for (int64_t w = taps_in_blocks<T, NF, false, false>(E, g.k2, nr, wrow, 0, g.N2, src_at, acc); w < g.N2; ++w) {
         T* out[NF];
         for (int64_t r = 0; r < nr * NF; ++r) src[r] = rows[r] + (w + 2 * g.p2) * E;
         for (int f = 0; f < NF; ++f) out[f] = acc[f] + w * E;
@@ -214,7 +147,14 @@ void synthesis_fields(const NdcGeometry& g, const T* wt, int64_t cl, int64_t a, 
   int64_t nr = 0;
   for (int f = 0; f < NF; ++f) zero(acc[f], g.N2 * E);
   auto run = [&]() {
-    for (int64_t w = 0; w < g.N2; ++w) {  // voxel w reads voxel w + o2 - p2, inside the row
+    // voxel w reads voxel w + o2 - p2, inside the row: blocks inside [p2, N2 - p2), the rest one by one
+    auto src_at = [&](int64_t w, const T** bsrc) {
+      for (int64_t r = 0; r < nr; ++r)
+        for (int f = 0; f < NF; ++f) bsrc[r * NF + f] = rows[r] + f * delta + (w - g.p2) * E;
+    };
+    const int64_t w1 = imax(g.p2, g.N2 - g.p2);
+    const int64_t done = taps_in_blocks<T, NF, true, RECTIFY>(E, g.k2, nr, wrow, g.p2, w1, src_at, acc);
+    for (int64_t w = 0; w < g.N2; w = (w + 1 == g.p2 ? done : w + 1)) {
       const int64_t lo = imax(0, g.p2 - w), hi = imin(g.k2, g.N2 + g.p2 - w);
       for (int64_t r = 0; r < nr; ++r)
         for (int f = 0; f < NF; ++f) src[r * NF + f] = rows[r] + f * delta + (w - g.p2) * E;
@@ -250,21 +190,32 @@ inline void rectified(const T* __restrict__ src, T* __restrict__ dst, int64_t n)
 }
 
 // drow[o2][j] += sum_w coef[w][j] * src[(w - o2) * E + j] for all K2 taps o2 of a kernel row at
-// once: each coef vector is loaded once for K2 multiply-adds (K2 x UU accumulators in registers).
-template <typename T, int K2, int UU>
+// once, sliding along the row: per voxel w one coef and one source vector are loaded for K2
+// multiply-adds (the K2 x UU accumulators and the window src[w - K2 + 1 .. w] stay in registers;
+// src[-1 .. -(K2 - 1)] must be readable, the padding of an expanded row).
+template <typename T, int K2>
 inline void filter_taps_fixed(int64_t E, int64_t N2, const T* coef, const T* src, T* drow) {
   typedef typename Vec<T>::type vt;
+  constexpr int UU = NDC_VECTOR_REGISTERS / (2 * K2 + 1) < 1 ? 1
+                     : NDC_VECTOR_REGISTERS / (2 * K2 + 1) > 4 ? 4 : NDC_VECTOR_REGISTERS / (2 * K2 + 1);
   constexpr int64_t VN = sizeof(vt) / sizeof(T), JB = UU * VN;
   int64_t j0 = 0;
   for (; j0 + JB <= E; j0 += JB) {
-    vt acc[K2][UU];
+    vt acc[K2][UU], win[K2][UU];
     for (int o2 = 0; o2 < K2; ++o2)
-      for (int u = 0; u < UU; ++u) acc[o2][u] = vload(drow + o2 * E + j0 + u * VN);
+      for (int u = 0; u < UU; ++u) {
+        acc[o2][u] = vload(drow + o2 * E + j0 + u * VN);
+        // before voxel w, win[o2] = src[w - o2 - 1] (win[K2 - 1] is shifted out unread)
+        win[o2][u] = o2 + 1 < K2 ? vload(src - (o2 + 1) * E + j0 + u * VN) : vt{};
+      }
     for (int64_t w = 0; w < N2; ++w) {
-      vt c[UU];
-      for (int u = 0; u < UU; ++u) c[u] = vload(coef + w * E + j0 + u * VN);
-      for (int o2 = 0; o2 < K2; ++o2)
-        for (int u = 0; u < UU; ++u) acc[o2][u] += c[u] * vload(src + (w - o2) * E + j0 + u * VN);
+      for (int o2 = K2 - 1; o2 > 0; --o2)
+        for (int u = 0; u < UU; ++u) win[o2][u] = win[o2 - 1][u];
+      for (int u = 0; u < UU; ++u) {
+        win[0][u] = vload(src + w * E + j0 + u * VN);
+        const vt c = vload(coef + w * E + j0 + u * VN);
+        for (int o2 = 0; o2 < K2; ++o2) acc[o2][u] += c * win[o2][u];
+      }
     }
     for (int o2 = 0; o2 < K2; ++o2)
       for (int u = 0; u < UU; ++u) vstore(drow + o2 * E + j0 + u * VN, acc[o2][u]);
@@ -277,9 +228,10 @@ inline void filter_taps_fixed(int64_t E, int64_t N2, const T* coef, const T* src
 template <typename T>
 inline void filter_taps(int64_t E, int64_t N2, int64_t k2, const T* coef, const T* src, T* drow) {
   switch (k2) {
-    case 1: filter_taps_fixed<T, 1, 4>(E, N2, coef, src, drow); return;
-    case 3: filter_taps_fixed<T, 3, 4>(E, N2, coef, src, drow); return;
-    case 5: filter_taps_fixed<T, 5, 2>(E, N2, coef, src, drow); return;
+    case 1: filter_taps_fixed<T, 1>(E, N2, coef, src, drow); return;
+    case 3: filter_taps_fixed<T, 3>(E, N2, coef, src, drow); return;
+    case 5: filter_taps_fixed<T, 5>(E, N2, coef, src, drow); return;
+    case 7: filter_taps_fixed<T, 7>(E, N2, coef, src, drow); return;
     default:
       for (int64_t o2 = 0; o2 < k2; ++o2) {
         const T* c[1] = {coef};
