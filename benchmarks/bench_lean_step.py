@@ -32,6 +32,7 @@ def worker(case: str, reps: int) -> dict:
     import torch
 
     sys.path.insert(0, str(HERE))
+    import _repo  # noqa: F401  (the working tree's nnunet_deconver, not an installed copy)
     from _networks import build_network
 
     if case == "plainconvunet":

@@ -44,6 +44,17 @@ def synthesis_weight_grad(s: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
     )[1]
 
 
+def channels_last_format(dims: int) -> torch.memory_format:
+    """The channels-last memory format of a tensor of ``dims`` dimensions (4: 2D, 5: 3D)."""
+    return torch.channels_last_3d if dims == 5 else torch.channels_last
+
+
+def channels_innermost(t: torch.Tensor) -> bool:
+    """Whether the channels (dim 1) of ``t`` are its innermost axis: channels-last, or a slice of
+    a channels-last tensor (one channel counts as no layout)."""
+    return t.stride(1) == 1 and t.shape[1] > 1
+
+
 def pointwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A 1x1(x1) convolution as one matrix product over the channel axis of a channels-last tensor.
 
@@ -51,7 +62,7 @@ def pointwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     channels-last. An input in another layout is made channels-last first (one copy). On CPU this
     is faster than the convolution and never copies a channels-last input (benchmarks/RESULTS.md).
     """
-    x = x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
+    x = x.contiguous(memory_format=channels_last_format(x.dim()))
     return torch.nn.functional.linear(x.movedim(1, -1), weight.flatten(1), bias).movedim(-1, 1)
 
 
@@ -64,7 +75,7 @@ def preferred_memory_format(t: torch.Tensor) -> torch.memory_format:
     """
     if t.device.type != "cpu":
         return torch.preserve_format
-    return torch.channels_last_3d if t.dim() == 5 else torch.channels_last
+    return channels_last_format(t.dim())
 
 
 def in_preferred_layout(t: torch.Tensor) -> torch.Tensor:

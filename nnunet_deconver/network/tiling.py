@@ -25,6 +25,8 @@ from typing import Callable
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from nnunet_deconver.ndc.ops import channels_innermost, channels_last_format
+
 
 #: slabs per volume when the tile thickness is chosen automatically for training
 TILES = 8
@@ -86,9 +88,7 @@ class _Crop(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         shape = (*grad.shape[:2], ctx.extent, *grad.shape[3:])
-        channels_last = grad.stride(1) == 1 and grad.shape[1] > 1  # a slice of a channels-last tensor too
-        memory_format = ((torch.channels_last_3d if grad.dim() == 5 else torch.channels_last) if channels_last
-                         else torch.contiguous_format)
+        memory_format = channels_last_format(grad.dim()) if channels_innermost(grad) else torch.contiguous_format
         full = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=memory_format)
         end = ctx.start + ctx.length
         full.narrow(2, 0, ctx.start).zero_()

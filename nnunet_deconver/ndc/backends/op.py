@@ -15,6 +15,7 @@ import torch
 from torch.utils.flop_counter import register_flop_formula
 
 from nnunet_deconver.ndc.backends.registry import backend_for
+from nnunet_deconver.ndc.ops import channels_last_format
 
 Tensor = torch.Tensor
 
@@ -23,7 +24,7 @@ def output_format(t: Tensor) -> torch.memory_format:
     """The layout of every (B, *, *S) result: channels-last on CPU, contiguous elsewhere."""
     if t.device.type != "cpu":
         return torch.contiguous_format
-    return torch.channels_last_3d if t.dim() == 5 else torch.channels_last
+    return channels_last_format(t.dim())
 
 
 @torch.library.custom_op("nnunet_deconver::ndc_update", mutates_args=())
