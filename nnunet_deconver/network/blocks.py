@@ -18,6 +18,7 @@ from torch import nn
 
 from nnunet_deconver.ndc import NDC
 from nnunet_deconver.ndc.module import pointwise_conv, pointwise_with
+from nnunet_deconver.network.fused_mlp import fused_mlp_applies, norm_mlp_residual
 from nnunet_deconver.network.norm import instance_norm, instance_stats, normalise
 from nnunet_deconver.network.tiling import tiled
 
@@ -139,7 +140,9 @@ class DeconverBlock(nn.Module):
     (:func:`~nnunet_deconver.network.norm.instance_stats`), and the normalisation with the mixer, or
     with the MLP, runs tiled and recomputed in backward
     (:func:`~nnunet_deconver.network.tiling.tiled`): backward keeps X and Z only. The mixer's slabs
-    overlap by its NDC's reach along the first spatial axis, ``iterations * 2 * (k // 2)``.
+    overlap by its NDC's reach along the first spatial axis, ``iterations * 2 * (k // 2)``. On CPU
+    (float32/64, norms without scale and shift) the second half runs in row tiles instead, norm,
+    MLP and residual in one pass (:mod:`~nnunet_deconver.network.fused_mlp`), keeping Z only.
     """
 
     def __init__(self, spec: BlockSpec):
@@ -159,8 +162,10 @@ class DeconverBlock(nn.Module):
             return z + self.mlp(self.norm2(z))
         mixed = partial(_normalised, self.norm1, self.mixer, *instance_stats(x, self.norm1.eps))
         z = x + tiled(mixed, x, self.mixer_halo, self.tile_size)
-        mlp = partial(_normalised, self.norm2, self.mlp, *instance_stats(z, self.norm2.eps))
-        return z + tiled(mlp, z, 0, self.tile_size)
+        stats = instance_stats(z, self.norm2.eps)
+        if fused_mlp_applies(z, self.norm2):
+            return norm_mlp_residual(z, *stats, self.mlp.fc1, self.mlp.fc2)
+        return z + tiled(partial(_normalised, self.norm2, self.mlp, *stats), z, 0, self.tile_size)
 
 
 class DeconverStage(nn.Module):
