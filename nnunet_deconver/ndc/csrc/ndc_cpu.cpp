@@ -98,7 +98,6 @@ int64_t grain(const NdcGeometry& g, int64_t rows_per_item) {
   return std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, work));
 }
 
-// V (C, E / G, *k) -> wt (cg, K, E), wt[cl][o][g * eg + jl] = V[g * cg + cl, jl, o]
 // Per-thread scratch from PyTorch's CPU allocator (huge pages where THP_MEM_ALLOC_ENABLE=1 asks
 // for them), not zero-filled: the kernels write each scratch element before they read it. The
 // buffer lives in `buffers` (one slot per thread) until the operator returns.
@@ -109,6 +108,7 @@ T* scratch_of(int64_t n, const at::Tensor& like, std::vector<at::Tensor>& buffer
   return buffer.mutable_data_ptr<T>();
 }
 
+// V (C, E / G, *k) -> wt (cg, K, E), wt[cl][o][g * eg + jl] = V[g * cg + cl, jl, o]
 at::Tensor filter_lanes(const at::Tensor& weight, const NdcGeometry& g) {
   return weight.contiguous().view({g.G, g.cg, g.eg, g.K}).permute({1, 3, 0, 2}).contiguous();
 }
