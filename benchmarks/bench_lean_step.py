@@ -80,7 +80,7 @@ def worker(case: str, reps: int, tree: str | None) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=2, help="timed steps per network (the fastest counts)")
-    p.add_argument("--rounds", type=int, default=1, help="rounds over the three networks (the fastest counts)")
+    p.add_argument("--rounds", type=int, default=1, help="rounds over the networks measured (the fastest counts)")
     p.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES[:3]),
                    help="networks to measure (default: plainconvunet lean full; lean-unfused-mlp: the lean "
                         "block with its second half as slabs of norm and MLP recomputed in backward)")

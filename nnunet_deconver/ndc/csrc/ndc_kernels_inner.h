@@ -196,8 +196,7 @@ inline void rectified(const T* __restrict__ src, T* __restrict__ dst, int64_t n)
 template <typename T, int K2>
 inline void filter_taps_fixed(int64_t E, int64_t N2, const T* coef, const T* src, T* drow) {
   typedef typename Vec<T>::type vt;
-  constexpr int UU = NDC_VECTOR_REGISTERS / (2 * K2 + 1) < 1 ? 1
-                     : NDC_VECTOR_REGISTERS / (2 * K2 + 1) > 4 ? 4 : NDC_VECTOR_REGISTERS / (2 * K2 + 1);
+  constexpr int UU = clamped(NDC_VECTOR_REGISTERS / (2 * K2 + 1), 1, 4);
   constexpr int64_t VN = sizeof(vt) / sizeof(T), JB = UU * VN;
   int64_t j0 = 0;
   for (; j0 + JB <= E; j0 += JB) {

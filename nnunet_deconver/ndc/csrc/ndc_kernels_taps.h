@@ -86,13 +86,11 @@ inline void accumulate_taps(int64_t E, int64_t nr, const T* const* wrow, const T
 #define NDC_VECTOR_REGISTERS 8
 #endif
 
+constexpr int clamped(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
 // Output voxels per block: NF x WB accumulators, WB + K2 - 1 source vectors of one field and a
 // filter vector must stay in registers.
-constexpr int block_width(int NF, int K2) {
-  return (NDC_VECTOR_REGISTERS - K2) / (NF + 1) < 1 ? 1
-         : (NDC_VECTOR_REGISTERS - K2) / (NF + 1) > 8 ? 8
-                                                       : (NDC_VECTOR_REGISTERS - K2) / (NF + 1);
-}
+constexpr int block_width(int NF, int K2) { return clamped((NDC_VECTOR_REGISTERS - K2) / (NF + 1), 1, 8); }
 
 // accumulate_taps for the WB neighbouring output voxels wb = 0 .. WB - 1 (out_f + wb * E), all K2
 // taps of every row inside the row:
