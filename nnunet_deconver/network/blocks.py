@@ -18,6 +18,7 @@ from torch import nn
 
 from nnunet_deconver.ndc import NDC
 from nnunet_deconver.ndc.module import pointwise_conv, pointwise_with
+from nnunet_deconver.network.fused_mixer import fused_mixer_applies, norm_mixer_residual
 from nnunet_deconver.network.fused_mlp import fused_mlp_applies, norm_mlp_residual
 from nnunet_deconver.network.norm import instance_norm, instance_stats, normalise
 from nnunet_deconver.network.tiling import tiled
@@ -141,8 +142,11 @@ class DeconverBlock(nn.Module):
     with the MLP, runs tiled and recomputed in backward
     (:func:`~nnunet_deconver.network.tiling.tiled`): backward keeps X and Z only. The mixer's slabs
     overlap by its NDC's reach along the first spatial axis, ``iterations * 2 * (k // 2)``. On CPU
-    (float32/64, norms without scale and shift) the second half runs in row tiles instead, norm,
-    MLP and residual in one pass (:mod:`~nnunet_deconver.network.fused_mlp`), keeping Z only.
+    (float32/64, norms without scale and shift) both halves run fused instead, keeping X and Z only:
+    the first in slabs whose NDC computes the slab's own planes alone, nothing recomputed but the
+    projections in backward (:mod:`~nnunet_deconver.network.fused_mixer`; one NDC update, C++
+    kernels), the second in row tiles, norm, MLP and residual in one pass
+    (:mod:`~nnunet_deconver.network.fused_mlp`).
     """
 
     def __init__(self, spec: BlockSpec):
@@ -160,8 +164,11 @@ class DeconverBlock(nn.Module):
         if not self.lean:
             z = x + self.mixer(self.norm1(x))
             return z + self.mlp(self.norm2(z))
-        mixed = partial(_normalised, self.norm1, self.mixer, *instance_stats(x, self.norm1.eps))
-        z = x + tiled(mixed, x, self.mixer_halo, self.tile_size)
+        stats = instance_stats(x, self.norm1.eps)
+        if fused_mixer_applies(x, self.norm1, self.mixer):
+            z = norm_mixer_residual(x, *stats, self.mixer, self.tile_size)
+        else:
+            z = x + tiled(partial(_normalised, self.norm1, self.mixer, *stats), x, self.mixer_halo, self.tile_size)
         stats = instance_stats(z, self.norm2.eps)
         if fused_mlp_applies(z, self.norm2):
             return norm_mlp_residual(z, *stats, self.mlp.fc1, self.mlp.fc2)

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from nnunet_deconver.ndc.backends.registry import BACKEND_ENV, NDCBackendWarning
+from nnunet_deconver.ndc.ops import channels_last_format
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 SOURCES = ("ndc_cpu.cpp", "ndc_kernels_base.cpp", "ndc_kernels_avx2.cpp", "ndc_kernels_avx512.cpp")
@@ -45,6 +46,31 @@ def extension_name() -> str:
     return f"nnunet_deconver_ndc_cpu_{digest.hexdigest()[:12]}"
 
 
+def _empty(shape, like: torch.Tensor, needed: bool = True) -> torch.Tensor:
+    """What the kernels return for a field of ``shape`` in ``like``'s dtype: channels-last, or an
+    empty tensor when not ``needed``."""
+    if not needed:
+        return like.new_empty(0)
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=channels_last_format(len(shape)))
+
+
+def _window(s: torch.Tensor, plane_lo: int, plane_hi: int) -> tuple[int, ...]:
+    return (*s.shape[:2], (s.shape[2] if plane_hi < 0 else plane_hi) - plane_lo, *s.shape[3:])
+
+
+def _forward_fake(x, s, weight, groups, eps, rectify, plane_lo=0, plane_hi=-1, need_out=True):
+    """Shapes and strides of the compiled ``forward`` (fake tensors: memory counting, tracing)."""
+    return [_empty(_window(s, plane_lo, plane_hi), s, need_out), _empty(x.shape, x)]
+
+
+def _backward_fake(grad, x, s, weight, y, groups, eps, rectify, need_x, need_s, need_weight, plane_lo=0, plane_hi=-1,
+                   need_out=False):
+    """Shapes and strides of the compiled ``backward``."""
+    grad_weight = weight.new_empty(weight.shape if need_weight else 0)
+    return [_empty(x.shape, x, need_x), _empty(s.shape, s, need_s), grad_weight,
+            _empty(_window(s, plane_lo, plane_hi), s, need_out)]
+
+
 def _build() -> object:
     from torch.utils import cpp_extension
 
@@ -61,6 +87,8 @@ def _build() -> object:
             name=extension_name(), sources=[str(CSRC / name) for name in SOURCES], extra_include_paths=[str(CSRC)],
             extra_cflags=FLAGS, extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False,
         )
+        torch.library.register_fake("nnunet_deconver_cpp::forward")(_forward_fake)
+        torch.library.register_fake("nnunet_deconver_cpp::backward")(_backward_fake)
         return torch.ops.nnunet_deconver_cpp
     finally:
         os.environ["PATH"] = path

@@ -1,7 +1,12 @@
 // ATen front end of the fused CPU NDC update: argument checks, channels-last layout, the filter
 // in lane order, threads (at::parallel_for) and the choice between the AVX-512, the AVX2+FMA and the baseline
 // builds of the kernels (ndc_kernels_impl.h). Exposed to Python as `forward` and `backward`; the
-// contract is the one of nnunet_deconver.ndc.backends (see its docstring). Registered as the
+// contract is the one of nnunet_deconver.ndc.backends (see its docstring), plus a window of planes
+// [plane_lo, plane_hi) of the first spatial axis: the update's output on those planes alone, and
+// the gradient of that output (grad and out are (B, E, plane_hi - plane_lo, ...)); y is then
+// computed within k0 // 2 planes of the window only (zero elsewhere). need_out:
+// forward without the update (y alone); backward with the window's output as a fourth result
+// (empty unless asked for). Registered as the
 // operators torch.ops.nnunet_deconver_cpp.forward / backward (CPU kernels, no autograd: the
 // Python operator around them owns the gradient); no Python bindings, which keeps the build short.
 #include <ATen/Dispatch.h>
@@ -9,11 +14,14 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/narrow.h>
+#include <ATen/ops/zero.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <atomic>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ndc_geometry.h"
@@ -58,7 +66,9 @@ at::MemoryFormat channels_last(const at::Tensor& t) {
   return t.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
 }
 
-NdcGeometry geometry(const at::Tensor& x, const at::Tensor& s, const at::Tensor& weight, int64_t groups) {
+// The geometry of an update with the window [plane_lo, plane_hi) (plane_hi < 0: up to N0).
+NdcGeometry geometry(const at::Tensor& x, const at::Tensor& s, const at::Tensor& weight, int64_t groups,
+                     int64_t plane_lo, int64_t plane_hi) {
   TORCH_CHECK(x.device().is_cpu() && s.device().is_cpu() && weight.device().is_cpu(),
               "the C++ NDC kernel runs on CPU tensors only");
   TORCH_CHECK(x.dim() == 4 || x.dim() == 5, "x must be (B, C, H, W) or (B, C, D, H, W)");
@@ -88,7 +98,18 @@ NdcGeometry geometry(const at::Tensor& x, const at::Tensor& s, const at::Tensor&
   }
   g.K = g.k0 * g.k1 * g.k2;
   g.p0 = g.k0 / 2, g.p1 = g.k1 / 2, g.p2 = g.k2 / 2;
+  g.lo = plane_lo;
+  g.hi = plane_hi < 0 ? g.N0 : plane_hi;
+  TORCH_CHECK(0 <= g.lo && g.lo <= g.hi && g.hi <= g.N0, "the plane window [", g.lo, ", ", g.hi,
+              ") is not within the first spatial axis (", g.N0, " planes)");
   return g;
+}
+
+// The sizes of s's planes [g.lo, g.hi): the update's output and its gradient.
+std::vector<int64_t> window_sizes(const at::Tensor& s, const NdcGeometry& g) {
+  std::vector<int64_t> sizes = s.sizes().vec();
+  sizes[2] = g.hi - g.lo;
+  return sizes;
 }
 
 // Rows (or planes) per thread at least: small problems stay on one thread, where waking the
@@ -108,6 +129,29 @@ T* scratch_of(int64_t n, const at::Tensor& like, std::vector<at::Tensor>& buffer
   return buffer.mutable_data_ptr<T>();
 }
 
+// fn(first, end) over the items of the planes a in [a0, a1) of every sample, in parallel: an item
+// is a row (b, a, h) when per_plane = N1, a plane (b, a) when per_plane = 1. Each call's range
+// lies within one sample, so it is contiguous in the flattened grid.
+template <typename F>
+void for_planes(const NdcGeometry& g, int64_t a0, int64_t a1, int64_t per_plane, int64_t grain_size, F fn) {
+  const int64_t per_sample = (a1 - a0) * per_plane;
+  if (per_sample <= 0) return;
+  at::parallel_for(0, g.B * per_sample, grain_size, [&](int64_t i0, int64_t i1) {
+    while (i0 < i1) {
+      const int64_t b = i0 / per_sample, offset = i0 % per_sample, n = std::min(i1 - i0, per_sample - offset);
+      const int64_t first = (b * g.N0 + a0) * per_plane + offset;
+      fn(first, first + n);
+      i0 += n;
+    }
+  });
+}
+
+// t's planes outside [lo, hi) of its first spatial axis set to zero.
+void zero_outside(at::Tensor& t, int64_t lo, int64_t hi) {
+  if (lo > 0) t.narrow(2, 0, lo).zero_();
+  if (hi < t.size(2)) t.narrow(2, hi, t.size(2) - hi).zero_();
+}
+
 // V (C, E / G, *k) -> wt (cg, K, E), wt[cl][o][g * eg + jl] = V[g * cg + cl, jl, o]
 at::Tensor filter_lanes(const at::Tensor& weight, const NdcGeometry& g) {
   return weight.contiguous().view({g.G, g.cg, g.eg, g.K}).permute({1, 3, 0, 2}).contiguous();
@@ -116,27 +160,33 @@ at::Tensor filter_lanes(const at::Tensor& weight, const NdcGeometry& g) {
 }  // namespace
 
 std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_in, const at::Tensor& weight,
-                                    int64_t groups, double eps, bool rectify) {
+                                    int64_t groups, double eps, bool rectify, int64_t plane_lo, int64_t plane_hi,
+                                    bool need_out) {
   at::Tensor x = x_in, s = s_in;
-  const NdcGeometry g = geometry(x, s, weight, groups);
+  const NdcGeometry g = geometry(x, s, weight, groups, plane_lo, plane_hi);
+  // y is needed within p0 planes of the window (zero elsewhere), the update on the window only
+  const int64_t y0 = std::max<int64_t>(0, g.lo - g.p0), y1 = std::min(g.N0, g.hi + g.p0);
   const auto fmt = channels_last(x);
   x = x.contiguous(fmt);
   s = s.contiguous(fmt);
   const at::Tensor wt = filter_lanes(weight, g);
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(fmt));
-  at::Tensor out = at::empty(s.sizes(), s.options().memory_format(fmt));
+  at::Tensor out = at::empty(need_out ? window_sizes(s, g) : std::vector<int64_t>{0}, s.options().memory_format(
+      need_out ? fmt : at::MemoryFormat::Contiguous));
+  zero_outside(y, y0, y1);
   std::vector<at::Tensor> buffers(at::get_num_threads());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ndc_forward", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
     const scalar_t* wp = wt.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, g.rows(), grain(g, 1), [&](int64_t r0, int64_t r1) {
+    for_planes(g, y0, y1, g.N1, grain(g, 1), [&](int64_t r0, int64_t r1) {
       scalar_t* scratch = scratch_of<scalar_t>(synthesis_scratch(g), x, buffers);
       NDC_CALL(synthesis_rows, scalar_t, g, sp, wp, yp, scratch, r0, r1, rectify);
     });
-    at::parallel_for(0, g.rows(), grain(g, 1), [&](int64_t r0, int64_t r1) {
+    if (!need_out) return;
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    for_planes(g, g.lo, g.hi, g.N1, grain(g, 1), [&](int64_t r0, int64_t r1) {
       scalar_t* scratch = scratch_of<scalar_t>(update_scratch(g), x, buffers);
       std::vector<int64_t> tags(cache_tags(g));
       NDC_CALL(update_rows, scalar_t, g, xp, yp, sp, wp, op, scratch, tags.data(), r0, r1,
@@ -148,21 +198,30 @@ std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_
 
 std::vector<at::Tensor> ndc_backward(const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& s_in,
                                      const at::Tensor& weight, const at::Tensor& y_in, int64_t groups, double eps,
-                                     bool rectify, bool need_x, bool need_s, bool need_w) {
+                                     bool rectify, bool need_x, bool need_s, bool need_w, int64_t plane_lo,
+                                     int64_t plane_hi, bool need_out) {
   at::Tensor grad = grad_in, x = x_in, s = s_in, y = y_in;
-  const NdcGeometry g = geometry(x, s, weight, groups);
+  const NdcGeometry g = geometry(x, s, weight, groups, plane_lo, plane_hi);
+  // the gradient is zero outside the window: grad_x and A(p) within p0 planes of it, grad_s within 2 p0
+  const int64_t e0 = std::max<int64_t>(0, g.lo - g.p0), e1 = std::min(g.N0, g.hi + g.p0);
+  const int64_t f0 = std::max<int64_t>(0, g.lo - 2 * g.p0), f1 = std::min(g.N0, g.hi + 2 * g.p0);
   const auto fmt = channels_last(x);
   grad = grad.to(s.scalar_type()).contiguous(fmt);
   x = x.contiguous(fmt);
   s = s.contiguous(fmt);
   y = y.contiguous(fmt);
-  TORCH_CHECK(grad.sizes() == s.sizes() && y.sizes() == x.sizes(), "grad / y shapes do not fit");
+  TORCH_CHECK(grad.sizes() == at::IntArrayRef(window_sizes(s, g)) && y.sizes() == x.sizes(),
+              "grad / y shapes do not fit");
   const at::Tensor wt = filter_lanes(weight, g);
   const bool need_ap = need_s || need_w;
   auto like = [&](const at::Tensor& t, bool needed) {
     return needed ? at::empty(t.sizes(), t.options().memory_format(fmt)) : at::empty({0}, t.options());
   };
   at::Tensor grad_x = like(x, need_x), grad_s = like(s, need_s), ap = like(x, need_ap);
+  at::Tensor out = need_out ? at::empty(window_sizes(s, g), s.options().memory_format(fmt)) : at::empty({0}, s.options());
+  for (at::Tensor* t : {&grad_x, &grad_s, &ap}) {
+    if (t->numel()) zero_outside(*t, e0, e1);
+  }
   const int64_t nw = g.cg * g.K * g.E;
   // one partial filter gradient per thread, summed in thread order: deterministic results
   std::vector<std::vector<double>> parts(at::get_num_threads());
@@ -182,14 +241,15 @@ std::vector<at::Tensor> ndc_backward(const at::Tensor& grad_in, const at::Tensor
     scalar_t* gxp = need_x ? grad_x.mutable_data_ptr<scalar_t>() : nullptr;
     scalar_t* gsp = need_s ? grad_s.mutable_data_ptr<scalar_t>() : nullptr;
     scalar_t* app = need_ap ? ap.mutable_data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, g.planes(), grain(g, g.N1), [&](int64_t p0, int64_t p1) {
+    scalar_t* outp = need_out ? out.mutable_data_ptr<scalar_t>() : nullptr;
+    for_planes(g, e0, e1, 1, grain(g, g.N1), [&](int64_t p0, int64_t p1) {
       scalar_t* scratch = scratch_of<scalar_t>(backward_scratch(g), x, buffers);
       std::vector<int64_t> tags(cache_tags(g));
-      NDC_CALL(backward_planes, scalar_t, g, xp, yp, sp, gp, wp, gsp, gxp, app, part_of_this_thread(),
+      NDC_CALL(backward_planes, scalar_t, g, xp, yp, sp, gp, wp, gsp, gxp, app, outp, part_of_this_thread(),
                scratch, tags.data(), p0, p1, eps_t, rectify, need_x, need_s, need_w);
     });
     if (!need_ap) return;
-    at::parallel_for(0, g.rows(), grain(g, 1), [&](int64_t r0, int64_t r1) {
+    for_planes(g, f0, f1, g.N1, grain(g, 1), [&](int64_t r0, int64_t r1) {
       scalar_t* scratch = scratch_of<scalar_t>(adjoint_scratch(g), x, buffers);
       std::vector<int64_t> tags(cache_tags(g));
       NDC_CALL(adjoint_rows, scalar_t, g, app, sp, wp, gsp, part_of_this_thread(), scratch, tags.data(),
@@ -208,7 +268,7 @@ std::vector<at::Tensor> ndc_backward(const at::Tensor& grad_in, const at::Tensor
                  .reshape(weight.sizes())
                  .to(weight.scalar_type());
   }
-  return {grad_x, grad_s, grad_w};
+  return {grad_x, grad_s, grad_w, out};
 }
 
 // The build of the kernels in use: "base", "avx2" or "avx512". A name selects that build for
@@ -229,9 +289,10 @@ std::string instruction_set(const std::string& name) {
 
 TORCH_LIBRARY(nnunet_deconver_cpp, m) {
   m.def("instruction_set(str name) -> str", &instruction_set);
-  m.def("forward(Tensor x, Tensor s, Tensor weight, int groups, float eps, bool rectify) -> Tensor[]");
+  m.def("forward(Tensor x, Tensor s, Tensor weight, int groups, float eps, bool rectify, int plane_lo=0, "
+        "int plane_hi=-1, bool need_out=True) -> Tensor[]");
   m.def("backward(Tensor grad, Tensor x, Tensor s, Tensor weight, Tensor y, int groups, float eps, bool rectify, "
-        "bool need_x, bool need_s, bool need_weight) -> Tensor[]");
+        "bool need_x, bool need_s, bool need_weight, int plane_lo=0, int plane_hi=-1, bool need_out=False) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(nnunet_deconver_cpp, CPU, m) {

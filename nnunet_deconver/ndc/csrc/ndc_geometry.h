@@ -2,8 +2,9 @@
 // (ndc_cpu.cpp) and the three builds of the kernels (ndc_kernels_base.cpp, ndc_kernels_avx2.cpp,
 // ndc_kernels_avx512.cpp).
 //
-// Every field is stored channels-last: x, y, A(q), A(p) as (B, N0, N1, N2, C) and s, g, the
-// output and grad_s as (B, N0, N1, N2, E). 3D maps (D, H, W) to (N0, N1, N2); 2D maps (H, W) to
+// Every field is stored channels-last: x, y, A(q), A(p) as (B, N0, N1, N2, C), s and grad_s as
+// (B, N0, N1, N2, E), and the output and its gradient g, which cover the window's planes only, as
+// (B, hi - lo, N1, N2, E). 3D maps (D, H, W) to (N0, N1, N2); 2D maps (H, W) to
 // (H, 1, W) with kernel (kh, 1, kw). Filters are passed as wt (cg, K, E):
 //     wt[cl][o][j] = V[g(j) * cg + cl, j % eg, o],  g(j) = j / eg,  o = (o0 * k1 + o1) * k2 + o2.
 #pragma once
@@ -15,7 +16,10 @@ struct NdcGeometry {
   int64_t C, E, G, cg, eg;  // channels, sources, groups, channels and sources per group
   int64_t k0, k1, k2, K;  // kernel extents and K = k0 * k1 * k2
   int64_t p0, p1, p2;  // "same" padding, k // 2
+  int64_t lo, hi;  // the window: the planes [lo, hi) of the first axis the update's output has
   int64_t rows() const { return B * N0 * N1; }
+  // where row (b, a, h), a in [lo, hi), starts in a window-shaped (B, hi - lo, N1, N2, E) field
+  int64_t window_offset(int64_t b, int64_t a, int64_t h) const { return ((b * (hi - lo) + a - lo) * N1 + h) * N2 * E; }
   int64_t planes() const { return B * N0; }
   int64_t padded_row() const { return (N2 + 2 * p2) * E; }  // one expanded row, with w-padding
   int64_t cache_len() const { return k0 * k1 * padded_row(); }  // one field's row cache
@@ -42,7 +46,7 @@ inline int64_t cache_tags(const NdcGeometry& g) { return 2 * g.k0 * g.k1; }
                    T* scratch, int64_t* tags, int64_t row0, int64_t row1, T eps, bool rectify);     \
   template <typename T>                                                                              \
   void backward_planes(const NdcGeometry& g, const T* x, const T* y, const T* s, const T* grad,    \
-                       const T* wt, T* grad_s, T* grad_x, T* ap, double* dw, T* scratch,           \
+                       const T* wt, T* grad_s, T* grad_x, T* ap, T* out, double* dw, T* scratch,   \
                        int64_t* tags, int64_t plane0, int64_t plane1, T eps, bool rectify,         \
                        bool need_x, bool need_s, bool need_w);                                      \
   template <typename T>                                                                              \

@@ -41,7 +41,7 @@ void synthesis_rows(const NdcGeometry& g, const T* s, const T* wt, T* y, T* scra
   }
 }
 
-// out = s * (A^T(x) + eps) / (A^T(y) + eps) for rows [row0, row1).
+// out = s * (A^T(x) + eps) / (A^T(y) + eps) for rows [row0, row1), all within the window.
 template <typename T>
 void update_rows(const NdcGeometry& g, const T* x, const T* y, const T* s, const T* wt, T* out, T* scratch,
                  int64_t* tags, int64_t row0, int64_t row1, T eps, bool rectify) {
@@ -56,17 +56,20 @@ void update_rows(const NdcGeometry& g, const T* x, const T* y, const T* s, const
     int64_t b, a, h;
     row_index<T>(g, row, b, a, h);
     adjoint_row<T, 2>(g, fields, wt, cache, tags, b, a, h, acc);
-    elementwise_update(s + row * n, num, den, out + row * n, n, eps, rectify);
+    elementwise_update(s + row * n, num, den, out + g.window_offset(b, a, h), n, eps, rectify);
   }
 }
 
 // Backward, first pass, for planes [plane0, plane1) of the flattened (B, N0) grid. Recomputes num
 // and den, forms q = g s / den and p = q num / den for the planes and a halo of p0 planes on
 // either side (kept in a ring of k0 planes), writes grad_s = g num / den, adds the filter-gradient
-// terms W(q, x) - W(p, y) to dw, and gathers grad_x = A(q) and ap = A(p) from the ring.
+// terms W(q, x) - W(p, y) to dw, and gathers grad_x = A(q) and ap = A(p) from the ring. The
+// gradient g covers the window [g.lo, g.hi) and is zero elsewhere (there q = p = grad_s = 0, and
+// nothing is computed); `out`, when not null, receives the update s * num / den on the window's
+// planes of the range (what the forward pass returned there).
 template <typename T>
 void backward_planes(const NdcGeometry& g, const T* x, const T* y, const T* s, const T* grad, const T* wt,
-                     T* grad_s, T* grad_x, T* ap, double* dw, T* scratch, int64_t* tags, int64_t plane0,
+                     T* grad_s, T* grad_x, T* ap, T* out, double* dw, T* scratch, int64_t* tags, int64_t plane0,
                      int64_t plane1, T eps, bool rectify, bool need_x, bool need_s, bool need_w) {
   const int64_t E = g.E, n = g.N2 * E, plane_len = g.N1 * n, nw = g.cg * g.K * E;
   T* ring_q = scratch;
@@ -90,7 +93,13 @@ void backward_planes(const NdcGeometry& g, const T* x, const T* y, const T* s, c
         const bool own = t >= a0 && t < a1;
         T* qpl = ring_q + (t % g.k0) * plane_len;
         T* ppl = ring_p + (t % g.k0) * plane_len;
-        for (int64_t h = 0; h < g.N1; ++h) {
+        const bool live = t >= g.lo && t < g.hi;
+        if (!live) {
+          zero(qpl, plane_len);
+          zero(ppl, plane_len);
+          if (own && need_s) zero(grad_s + (b * g.N0 + t) * plane_len, plane_len);
+        }
+        for (int64_t h = 0; h < g.N1 && live; ++h) {
           T* acc[2] = {num, den};
           adjoint_row<T, 2>(g, fields, wt, cache, tags, b, t, h, acc);
           const int64_t v0 = ((b * g.N0 + t) * g.N1 + h) * n;
@@ -101,7 +110,9 @@ void backward_planes(const NdcGeometry& g, const T* x, const T* y, const T* s, c
           }
           T* qr = qpl + h * n;
           T* neg_p = accp;
-          elementwise_backward(grad + v0, sr, num, den, qr, ppl + h * n, neg_p, n, eps);
+          const int64_t vw = g.window_offset(b, t, h);
+          if (own && out != nullptr) elementwise_update(sr, num, den, out + vw, n, eps, false);
+          elementwise_backward(grad + vw, sr, num, den, qr, ppl + h * n, neg_p, n, eps);
           if (!own) continue;
           if (need_s) copy_lanes(num, grad_s + v0, n);
           if (need_w) {
@@ -178,8 +189,8 @@ void adjoint_rows(const NdcGeometry& g, const T* ap, const T* s, const T* wt, T*
   template void NDC_NS::update_rows<T>(const NdcGeometry&, const T*, const T*, const T*, const T*, T*, T*,       \
                                        int64_t*, int64_t, int64_t, T, bool);                                    \
   template void NDC_NS::backward_planes<T>(const NdcGeometry&, const T*, const T*, const T*, const T*,          \
-                                           const T*, T*, T*, T*, double*, T*, int64_t*, int64_t, int64_t, T,    \
-                                           bool, bool, bool, bool);                                             \
+                                           const T*, T*, T*, T*, T*, double*, T*, int64_t*, int64_t, int64_t,   \
+                                           T, bool, bool, bool, bool);                                          \
   template void NDC_NS::adjoint_rows<T>(const NdcGeometry&, const T*, const T*, const T*, T*, double*, T*,      \
                                         int64_t*, int64_t, int64_t, bool, bool, bool);
 NDC_INSTANTIATE(float)

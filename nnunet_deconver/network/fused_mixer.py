@@ -1,0 +1,153 @@
+"""The lean block's first half, ``x + Mixer(IN(x))``, on CPU in slabs whose NDC works on their own planes.
+
+For a channels-last map x (B, C, *S), its instance-norm statistics mean, rstd over the whole
+volume and the mixer's parameters W_in (C, C), W_0 (E, C), b_0 (E,), theta (C, E // G, *k),
+W_out (C, E), b_out (C,), voxel by voxel (products over the channel axis)::
+
+    N = (x - mean) * rstd,   U = ReLU(N W_in^T),   S0 = U W_0^T + b_0,
+    S = NDC(U, ReLU(S0); ReLU(theta)),   Z = x + S W_out^T + b_out
+
+(one NDC update). S at a plane of the first spatial axis depends on U within p = k0 // 2 planes
+and on S0 within 2p, so each slab of own planes is computed from its input widened by 2p planes
+per side, as in :func:`~nnunet_deconver.network.tiling.tiled`; but the C++ kernels' plane window
+restricts the NDC to what the own planes need (A(S0) within p planes of them, the update on them
+alone), W_out and the residual run on the own planes only, and nothing is an activation
+checkpoint: backward keeps x alone (kept anyway, the block's input) and, slab by slab, recomputes
+N, U, S0 and A(S0), not the update (the backward kernel returns S on the own planes). For the
+upstream gradient G::
+
+    dW_out += G^T S,   db_out = sum G,   dS = G W_out,   (dU, dS0, dV) = NDC backward (window),
+    dW_0 += dS0^T U,   db_0 += sum dS0,   dP = (dU + dS0 W_0) * [U > 0],   dW_in += dP^T N,
+    dN = dP W_in,   dx = G + sum over slabs of dN * rstd,   dmean -= rstd sum dN,
+    drstd += sum dN * (x - mean),   dtheta = dV * [theta > 0]
+
+(sums over voxels; a widened slab's dx overlaps its neighbours'). mean and rstd pass their
+gradients on to x through :func:`~nnunet_deconver.network.norm.instance_stats`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from nnunet_deconver.ndc.backends import backend_for, cpp
+from nnunet_deconver.ndc.ops import channels_last_format, in_preferred_layout
+from nnunet_deconver.network.fused_mlp import fused_mlp_applies
+from nnunet_deconver.network.tiling import slabs, tile_thickness
+
+Tensor = torch.Tensor
+
+
+def _rows(x: Tensor) -> Tensor:
+    """(1, C, *S) channels-last, dense, or planes of one -> the (prod(S), C) view of its voxels."""
+    return x.movedim(1, -1).view(-1, x.shape[1])
+
+
+def _as_map(rows: Tensor, like: Tensor) -> Tensor:
+    """(prod(S), C') rows -> the channels-last (1, C', *S) view, S from ``like`` (1, *, *S)."""
+    return rows.view(1, *like.shape[2:], rows.shape[1]).movedim(-1, 1)
+
+
+def _normalised(x: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
+    """N (module docstring) of x (1, C, *S), channels-last."""
+    normed = torch.empty_like(x, memory_format=channels_last_format(x.dim()))
+    return torch.sub(x, mean, out=normed).mul_(rstd)
+
+
+def _sources(normed: Tensor, w_in: Tensor, w_init: Tensor, b_init: Tensor) -> tuple[Tensor, Tensor]:
+    """U and S0 (module docstring) of N, channels-last."""
+    u = torch.mm(_rows(normed), w_in.t()).relu_()
+    s0 = torch.addmm(b_init, u, w_init.t())
+    return _as_map(u, normed), _as_map(s0, normed)
+
+
+def _slabs(x: Tensor, thickness: int, theta: Tensor):
+    """(b, start, length, own, own_length) of each slab of each sample of x: sample by sample, so
+    that a slab's wide tensors hold one sample (see :func:`~nnunet_deconver.network.tiling.slabs`)."""
+    parts = slabs(x.shape[2], thickness, 2 * (theta.shape[2] // 2))
+    return [(b, *part) for b in range(x.shape[0]) for part in parts]
+
+
+class _NormMixerResidual(torch.autograd.Function):
+    """The module docstring's ``x + Mixer(IN(x))`` in slabs; x channels-last -> channels-last."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, mean: Tensor, rstd: Tensor, w_in: Tensor, w_init: Tensor, b_init: Tensor,
+                theta: Tensor, w_out: Tensor, b_out: Tensor, groups: int, eps: float, thickness: int) -> Tensor:
+        ctx.save_for_backward(x, mean, rstd, w_in, w_init, b_init, theta, w_out)
+        ctx.groups, ctx.eps, ctx.thickness = groups, eps, thickness
+        x = in_preferred_layout(x)
+        out = torch.empty_like(x, memory_format=channels_last_format(x.dim()))
+        weight, kernels = torch.relu(theta), cpp.extension()
+        for b, start, length, own, own_length in _slabs(x, thickness, theta):
+            part = x[b:b + 1].narrow(2, start, length)
+            u, s0 = _sources(_normalised(part, mean[b:b + 1], rstd[b:b + 1]), w_in, w_init, b_init)
+            s, _ = kernels.forward(u, s0, weight, groups, eps, True, own, own + own_length)
+            z = _rows(out[b:b + 1].narrow(2, start + own, own_length))
+            torch.addmm(b_out, _rows(s), w_out.t(), out=z).add_(_rows(part.narrow(2, own, own_length)))
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, mean, rstd, w_in, w_init, b_init, theta, w_out = ctx.saved_tensors
+        groups, eps = ctx.groups, ctx.eps
+        x, grad = in_preferred_layout(x), in_preferred_layout(grad)
+        weight, kernels = torch.relu(theta), cpp.extension()
+        grad_x = grad.clone(memory_format=channels_last_format(x.dim()))  # the residual's share
+        grad_mean, grad_rstd = torch.zeros_like(mean), torch.zeros_like(rstd)
+        grad_w_in, grad_w_init, grad_b_init = torch.zeros_like(w_in), torch.zeros_like(w_init), torch.zeros_like(b_init)
+        grad_weight, grad_w_out = torch.zeros_like(theta), torch.zeros_like(w_out)
+        for b, start, length, own, own_length in _slabs(x, ctx.thickness, theta):
+            window, stats = (own, own + own_length), (mean[b:b + 1], rstd[b:b + 1])
+            part = x[b:b + 1].narrow(2, start, length)
+            g = _rows(grad[b:b + 1].narrow(2, start + own, own_length))
+            u, s0 = _sources(_normalised(part, *stats), w_in, w_init, b_init)
+            _, y = kernels.forward(u, s0, weight, groups, eps, True, *window, False)
+            grad_s = _as_map(torch.mm(g, w_out), part.narrow(2, own, own_length))
+            grad_u, grad_s0, grad_v, s = kernels.backward(grad_s, u, s0, weight, y, groups, eps, True, True, True,
+                                                          True, *window, True)
+            del grad_s, y, s0
+            grad_w_out.addmm_(g.t(), _rows(s))
+            del s
+            grad_weight += grad_v
+            u_rows, grad_s0_rows, grad_p = _rows(u), _rows(grad_s0), _rows(grad_u)
+            grad_w_init.addmm_(grad_s0_rows.t(), u_rows)
+            grad_b_init += grad_s0_rows.sum(0)
+            grad_p.addmm_(grad_s0_rows, w_init).mul_(u_rows > 0)
+            del grad_s0
+            normed = _normalised(part, *stats)  # again: not kept through the NDC's backward
+            grad_w_in.addmm_(grad_p.t(), _rows(normed))
+            grad_normed = torch.mm(grad_p, w_in)
+            grad_mean[b].view(-1).sub_(grad_normed.sum(0) * rstd[b].view(-1))
+            grad_rstd[b].view(-1).add_((grad_normed * _rows(normed)).sum(0) / rstd[b].view(-1))
+            grad_x[b:b + 1].narrow(2, start, length).add_(_as_map(grad_normed.mul_(rstd[b].view(-1)), part))
+        return (grad_x, grad_mean, grad_rstd, grad_w_in, grad_w_init, grad_b_init, grad_weight * (theta > 0),
+                grad_w_out, grad.sum(dim=(0, *range(2, grad.dim()))), None, None, None)
+
+
+def fused_mixer_applies(x: Tensor, norm: nn.Module, mixer: nn.Module) -> bool:
+    """Whether :func:`norm_mixer_residual` serves ``x``: where the fused second half does
+    (:func:`~nnunet_deconver.network.fused_mlp.fused_mlp_applies`), for a mixer whose NDC runs one
+    update on the backends' operator, when the C++ kernels compute the NDC on this CPU."""
+    ndc = mixer.ndc
+    return (fused_mlp_applies(x, norm) and ndc.memory_efficient and ndc.iterations == 1
+            and backend_for(x.device).name == "cpp")
+
+
+def norm_mixer_residual(x: Tensor, mean: Tensor, rstd: Tensor, mixer: nn.Module,
+                        thickness: int | None = None) -> Tensor:
+    """``x + mixer((x - mean) * rstd)`` in slabs (module docstring), for a CPU map x (B, C, *S) in
+    any layout, its statistics mean, rstd (B, C, 1, ...) from
+    :func:`~nnunet_deconver.network.norm.instance_stats` (x's dtype) and a
+    :class:`~nnunet_deconver.network.blocks.DeconvMixer` -> (B, C, *S), channels-last.
+    ``thickness``: the slabs' own planes (None: :func:`~nnunet_deconver.network.tiling.tile_thickness`)."""
+    ndc = mixer.ndc
+    halo = 2 * (ndc.kernel_size[0] // 2)
+    if thickness is None:
+        thickness = tile_thickness(x.shape[2], x.shape[0] * math.prod(x.shape[2:]), halo, torch.is_grad_enabled())
+    return _NormMixerResidual.apply(x, mean, rstd, mixer.proj_in.weight.flatten(1), ndc.init.weight.flatten(1),
+                                    ndc.init.bias, ndc.weight, mixer.proj_out.weight.flatten(1), mixer.proj_out.bias,
+                                    ndc.groups, ndc.eps, thickness)

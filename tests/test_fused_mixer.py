@@ -1,0 +1,226 @@
+"""The lean block's first half on CPU, and the C++ kernels' plane window it runs on.
+
+The window (``torch.ops.nnunet_deconver_cpp.forward`` / ``backward`` with ``plane_lo``,
+``plane_hi``): the update's output on those planes and the gradients of that output, against
+the plain-graph update (PyTorch's convolutions) cut to the window, in every build of the
+kernels this CPU runs. Then ``x + Mixer(IN(x))`` in slabs against PyTorch's instance norm and
+convolutions with the plain-graph update, forward and every gradient (x and each parameter),
+float64 to 1e-10 and float32 to rounding, 2D and 3D, batch 1 and 2, kernels of depth 1, 3 and 5,
+grouped and per-channel filters, one slab, several with a short last one, slabs thinner than the
+NDC's reach, sizes no multiple of a vector width; then a lean block and a network step with it
+against the same with it turned off, and where it does not apply.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nnunet_deconver.ndc import ndc_reference
+from nnunet_deconver.ndc.backends import BACKEND_ENV, cpp
+from nnunet_deconver.network import Deconver, blocks
+from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock, DeconvMixer
+from nnunet_deconver.network.fused_mixer import fused_mixer_applies, norm_mixer_residual
+from nnunet_deconver.network.norm import instance_norm, instance_stats
+
+EPS = 1e-5
+BUILDS = ("base", "avx2", "avx512")
+
+
+def _ndc_inputs(shape, kernel, groups, ratio, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    B, C, *spatial = shape
+    x = torch.rand(B, C, *spatial, generator=gen, dtype=dtype)
+    s = torch.rand(B, ratio * C, *spatial, generator=gen, dtype=dtype) - 0.2  # some negative: rectified
+    w = torch.rand(C, ratio * C // groups, *kernel, generator=gen, dtype=dtype)
+    return x, s, w
+
+
+@pytest.mark.parametrize("shape,kernel", [((2, 4, 9, 5, 6), (3, 3, 3)), ((1, 3, 7, 4, 5), (5, 3, 1)),
+                                          ((1, 4, 8, 11), (5, 3)), ((2, 2, 6, 4, 3), (1, 3, 3))])
+@pytest.mark.parametrize("window", [(2, 5), (0, 3), (4, None), (0, None), (3, 3)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_plane_window_equals_reference_cut_to_it(shape, kernel, window, dtype):
+    kernels = cpp.extension()
+    groups, eps = 2 if shape[1] % 2 == 0 else 1, 1e-8
+    x, s, w = _ndc_inputs(shape, kernel, groups, 4, dtype)
+    lo, hi = window[0], shape[2] if window[1] is None else window[1]
+    leaves = [t.clone().requires_grad_() for t in (x, s, w)]
+    reference = ndc_reference(*leaves, groups, eps, rectify_s0=True)[:, :, lo:hi]
+    upstream = torch.randn(reference.shape, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    expected = [reference.detach(), *torch.autograd.grad(reference, leaves, upstream)] if hi > lo else None
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    ran = []
+    try:
+        for build in BUILDS:
+            try:
+                kernels.instruction_set(build)
+            except RuntimeError:
+                continue
+            ran.append(build)
+            out, y = kernels.forward(x, s, w, groups, eps, True, lo, hi)
+            assert out.shape == (*shape[:1], s.shape[1], hi - lo, *shape[3:])
+            _, y_alone = kernels.forward(x, s, w, groups, eps, True, lo, hi, False)
+            torch.testing.assert_close(y_alone, y, rtol=0, atol=0)
+            grad_x, grad_s, grad_w, again = kernels.backward(upstream, x, s, w, y, groups, eps, True, True, True,
+                                                            True, lo, hi, True)
+            got = [out, grad_x, grad_s, grad_w]
+            if expected is None:  # an empty window: no output, no gradient
+                assert out.numel() == 0 and again.numel() == 0
+                assert not grad_x.any() and not grad_s.any() and not grad_w.any()
+                continue
+            torch.testing.assert_close(again, out, rtol=0, atol=0)
+            for name, mine, ref in zip(("out", "grad x", "grad s", "grad filter"), got, expected):
+                error = (mine - ref).abs().max().item() / ref.abs().max().item()
+                assert error <= tol, f"{build} build, {name}: relative difference {error:.2e} > {tol}"
+    finally:
+        kernels.instruction_set("auto")
+    assert "base" in ran
+
+
+def test_plane_window_is_checked():
+    x, s, w = _ndc_inputs((1, 2, 5, 4, 4), (3, 3, 3), 1, 2, torch.float32)
+    with pytest.raises(RuntimeError, match="plane window"):
+        cpp.extension().forward(x, s, w, 1, 1e-8, True, 3, 6)
+    with pytest.raises(RuntimeError, match="plane window"):
+        cpp.extension().forward(x, s, w, 1, 1e-8, True, 4, 2)
+
+
+def _mixer(channels: int, kernel: tuple[int, ...], groups: int | None, dtype) -> DeconvMixer:
+    torch.manual_seed(0)
+    mixer = DeconvMixer(BlockSpec(channels, kernel, BlockConfig(groups=groups))).to(dtype)
+    with torch.no_grad():
+        for p in mixer.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        mixer.ndc.weight.abs_().sub_(0.02)  # mostly positive filter taps, some rectified away
+    return mixer
+
+
+def _reference(x, mixer: DeconvMixer):
+    """x + Mixer(IN(x)) with PyTorch's instance norm and convolutions and the plain-graph update."""
+    conv = F.conv3d if x.dim() == 5 else F.conv2d
+    ndc = mixer.ndc
+    u = F.relu(conv(F.instance_norm(x.contiguous(), eps=EPS), mixer.proj_in.weight))
+    s = ndc_reference(u, conv(u, ndc.init.weight, ndc.init.bias), F.relu(ndc.weight), ndc.groups, ndc.eps,
+                      rectify_s0=True)
+    return x + conv(s, mixer.proj_out.weight, mixer.proj_out.bias)
+
+
+def _value_and_grads(fn, x, module, upstream):
+    x = x.detach().clone().requires_grad_()
+    module.zero_grad(set_to_none=True)
+    out = fn(x)
+    out.backward(upstream)
+    return [out.detach(), x.grad] + [p.grad.clone() for p in module.parameters()]
+
+
+@pytest.mark.parametrize("shape,kernel,groups", [
+    ((1, 4, 9, 5, 6), (3, 3, 3), None), ((2, 6, 11, 4, 5), (5, 3, 3), 2), ((2, 4, 7, 6, 3), (1, 3, 3), None),
+    ((1, 5, 13, 7), (3, 5), None), ((2, 4, 10, 9), (5, 3), 1)])
+@pytest.mark.parametrize("thickness", [None, 1, 3])  # one slab; slabs thinner than the reach; several, a short last
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_mixer_equals_torch_reference(shape, kernel, groups, thickness, channels_last, dtype):
+    B, C, *spatial = shape
+    mixer = _mixer(C, kernel, groups, dtype)
+    gen = torch.Generator().manual_seed(1)
+    x = 2 * torch.rand(*shape, generator=gen, dtype=dtype) + 0.5
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
+    upstream = torch.randn(*shape, generator=gen, dtype=dtype)
+    assert fused_mixer_applies(x, instance_norm(C, len(spatial), False), mixer)
+
+    def fused(t):
+        return norm_mixer_residual(t, *instance_stats(t, EPS), mixer, thickness)
+
+    got = _value_and_grads(fused, x, mixer, upstream)
+    expected = _value_and_grads(lambda t: _reference(t, mixer), x, mixer, upstream)
+    assert expected[3].abs().max() > 0, "the filter gradient vanished: the test would not see it"
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    names = ["output", "grad x"] + [name for name, _ in mixer.named_parameters()]
+    for name, mine, ref in zip(names, got, expected):
+        torch.testing.assert_close(mine, ref, **tol, msg=lambda m: f"{name}: {m}")
+    assert got[0].is_contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
+
+
+def test_fused_mixer_without_gradients():
+    mixer = _mixer(4, (3, 3, 3), None, torch.float32)
+    x = torch.rand(2, 4, 9, 6, 7)
+    with torch.inference_mode():
+        got = norm_mixer_residual(x, *instance_stats(x, EPS), mixer, 4)
+    torch.testing.assert_close(got, _reference(x, mixer).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_mixer_only_where_it_applies(monkeypatch):
+    x, norm = torch.rand(1, 4, 5, 5, 5), instance_norm(4, 3, False)
+
+    def mixer(**config) -> DeconvMixer:
+        return DeconvMixer(BlockSpec(4, (3, 3, 3), BlockConfig(**config)))
+
+    assert fused_mixer_applies(x, norm, mixer()) and fused_mixer_applies(x.double(), norm, mixer())
+    assert not fused_mixer_applies(x, instance_norm(4, 3, True), mixer())
+    assert not fused_mixer_applies(x, norm, mixer(iterations=2))
+    assert not fused_mixer_applies(x, norm, mixer(memory_efficient=False))
+    assert not fused_mixer_applies(x.half(), norm, mixer())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fused_mixer_applies(x, norm, mixer())
+    monkeypatch.setenv(BACKEND_ENV, "torch")
+    assert not fused_mixer_applies(x, norm, mixer())
+
+
+def _lean_block(dims: int, dtype, tile_size: int | None) -> DeconverBlock:
+    torch.manual_seed(0)
+    block = DeconverBlock(BlockSpec(6, (3,) * dims, BlockConfig(tile_size=tile_size))).to(dtype)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return block
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 7, 5, 6), (2, 6, 9, 10)])
+@pytest.mark.parametrize("tile_size", [None, 3])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lean_block_with_fused_mixer_equals_unfused(monkeypatch, shape, tile_size, dtype):
+    """The lean block with its first half fused against the same block with the checkpointed slabs
+    of the unfused norm and mixer: forward and every gradient."""
+    block = _lean_block(len(shape) - 2, dtype, tile_size)
+    gen = torch.Generator().manual_seed(2)
+    x, upstream = torch.rand(*shape, generator=gen, dtype=dtype), torch.randn(*shape, generator=gen, dtype=dtype)
+    calls = []
+    original = blocks.norm_mixer_residual
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(blocks, "norm_mixer_residual", counted)
+    fused = _value_and_grads(block, x, block, upstream)
+    assert calls, "the lean block did not take the fused first half"
+    monkeypatch.setattr(blocks, "fused_mixer_applies", lambda x, norm, mixer: False)
+    unfused = _value_and_grads(block, x, block, upstream)
+    names = ["output", "grad x"] + [name for name, _ in block.named_parameters()]
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    for name, mine, ref in zip(names, fused, unfused):
+        torch.testing.assert_close(mine, ref, **tol, msg=lambda m: f"{name}: {m}")
+
+
+def test_network_step_with_fused_mixer_equals_unfused(monkeypatch):
+    """A small Deconver, lean, batch 2: output and every parameter gradient the same both ways."""
+    torch.manual_seed(0)
+    net = Deconver(input_channels=1, num_classes=2, spatial_dims=3, features_per_stage=[4, 8], strides=[1, 2]).double()
+    x = torch.rand(2, 1, 8, 6, 10, dtype=torch.float64)
+
+    def grads():
+        net.zero_grad(set_to_none=True)
+        out = net(x)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        out.square().mean().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}
+
+    fused_out, fused_grads = grads()
+    monkeypatch.setattr(blocks, "fused_mixer_applies", lambda x, norm, mixer: False)
+    out, unfused_grads = grads()
+    torch.testing.assert_close(fused_out, out, rtol=1e-10, atol=1e-10)
+    for name, g in unfused_grads.items():
+        torch.testing.assert_close(fused_grads[name], g, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
