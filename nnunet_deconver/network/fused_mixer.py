@@ -50,16 +50,26 @@ def _as_map(rows: Tensor, like: Tensor) -> Tensor:
     return rows.view(1, *like.shape[2:], rows.shape[1]).movedim(-1, 1)
 
 
-def _normalised(x: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
+def _take(buffers: dict, name: str, rows: int, width: int, like: Tensor) -> Tensor:
+    """A (rows, width) matrix from ``buffers[name]``, grown when too small: a slab's N, U, S0 and
+    dS reuse the memory of the slab before (fresh memory costs a page fault per page)."""
+    buffer = buffers.get(name)
+    if buffer is None or buffer.shape[0] < rows:
+        buffer = buffers[name] = like.new_empty(rows, width)
+    return buffer[:rows]
+
+
+def _normalised(x: Tensor, mean: Tensor, rstd: Tensor, buffers: dict) -> Tensor:
     """N (module docstring) of x (1, C, *S), channels-last."""
-    normed = torch.empty_like(x, memory_format=channels_last_format(x.dim()))
+    normed = _as_map(_take(buffers, "normed", x[0, 0].numel(), x.shape[1], x), x)
     return torch.sub(x, mean, out=normed).mul_(rstd)
 
 
-def _sources(normed: Tensor, w_in: Tensor, w_init: Tensor, b_init: Tensor) -> tuple[Tensor, Tensor]:
+def _sources(normed: Tensor, w_in: Tensor, w_init: Tensor, b_init: Tensor, buffers: dict) -> tuple[Tensor, Tensor]:
     """U and S0 (module docstring) of N, channels-last."""
-    u = torch.mm(_rows(normed), w_in.t()).relu_()
-    s0 = torch.addmm(b_init, u, w_init.t())
+    rows = normed[0, 0].numel()
+    u = torch.mm(_rows(normed), w_in.t(), out=_take(buffers, "u", rows, w_in.shape[0], normed)).relu_()
+    s0 = torch.addmm(b_init, u, w_init.t(), out=_take(buffers, "s0", rows, w_init.shape[0], normed))
     return _as_map(u, normed), _as_map(s0, normed)
 
 
@@ -80,10 +90,10 @@ class _NormMixerResidual(torch.autograd.Function):
         ctx.groups, ctx.eps, ctx.thickness = groups, eps, thickness
         x = in_preferred_layout(x)
         out = torch.empty_like(x, memory_format=channels_last_format(x.dim()))
-        weight, kernels = torch.relu(theta), cpp.extension()
+        weight, kernels, buffers = torch.relu(theta), cpp.extension(), {}
         for b, start, length, own, own_length in _slabs(x, thickness, theta):
             part = x[b:b + 1].narrow(2, start, length)
-            u, s0 = _sources(_normalised(part, mean[b:b + 1], rstd[b:b + 1]), w_in, w_init, b_init)
+            u, s0 = _sources(_normalised(part, mean[b:b + 1], rstd[b:b + 1], buffers), w_in, w_init, b_init, buffers)
             s, _ = kernels.forward(u, s0, weight, groups, eps, True, own, own + own_length)
             z = _rows(out[b:b + 1].narrow(2, start + own, own_length))
             torch.addmm(b_out, _rows(s), w_out.t(), out=z).add_(_rows(part.narrow(2, own, own_length)))
@@ -95,7 +105,7 @@ class _NormMixerResidual(torch.autograd.Function):
         x, mean, rstd, w_in, w_init, b_init, theta, w_out = ctx.saved_tensors
         groups, eps = ctx.groups, ctx.eps
         x, grad = in_preferred_layout(x), in_preferred_layout(grad)
-        weight, kernels = torch.relu(theta), cpp.extension()
+        weight, kernels, buffers = torch.relu(theta), cpp.extension(), {}
         grad_x = grad.clone(memory_format=channels_last_format(x.dim()))  # the residual's share
         grad_mean, grad_rstd = torch.zeros_like(mean), torch.zeros_like(rstd)
         grad_w_in, grad_w_init, grad_b_init = torch.zeros_like(w_in), torch.zeros_like(w_init), torch.zeros_like(b_init)
@@ -104,12 +114,12 @@ class _NormMixerResidual(torch.autograd.Function):
             window, stats = (own, own + own_length), (mean[b:b + 1], rstd[b:b + 1])
             part = x[b:b + 1].narrow(2, start, length)
             g = _rows(grad[b:b + 1].narrow(2, start + own, own_length))
-            u, s0 = _sources(_normalised(part, *stats), w_in, w_init, b_init)
+            u, s0 = _sources(_normalised(part, *stats, buffers), w_in, w_init, b_init, buffers)
             _, y = kernels.forward(u, s0, weight, groups, eps, True, *window, False)
-            grad_s = _as_map(torch.mm(g, w_out), part.narrow(2, own, own_length))
-            grad_u, grad_s0, grad_v, s = kernels.backward(grad_s, u, s0, weight, y, groups, eps, True, True, True,
-                                                          True, *window, True)
-            del grad_s, y, s0
+            grad_s = torch.mm(g, w_out, out=_take(buffers, "grad_s", g.shape[0], w_out.shape[1], g))
+            grad_u, grad_s0, grad_v, s = kernels.backward(_as_map(grad_s, part.narrow(2, own, own_length)), u, s0,
+                                                          weight, y, groups, eps, True, True, True, True, *window, True)
+            del y
             grad_w_out.addmm_(g.t(), _rows(s))
             del s
             grad_weight += grad_v
@@ -118,7 +128,7 @@ class _NormMixerResidual(torch.autograd.Function):
             grad_b_init += grad_s0_rows.sum(0)
             grad_p.addmm_(grad_s0_rows, w_init).mul_(u_rows > 0)
             del grad_s0
-            normed = _normalised(part, *stats)  # again: not kept through the NDC's backward
+            normed = _normalised(part, *stats, buffers)
             grad_w_in.addmm_(grad_p.t(), _rows(normed))
             grad_normed = torch.mm(grad_p, w_in)
             grad_mean[b].view(-1).sub_(grad_normed.sum(0) * rstd[b].view(-1))
@@ -143,11 +153,15 @@ def norm_mixer_residual(x: Tensor, mean: Tensor, rstd: Tensor, mixer: nn.Module,
     any layout, its statistics mean, rstd (B, C, 1, ...) from
     :func:`~nnunet_deconver.network.norm.instance_stats` (x's dtype) and a
     :class:`~nnunet_deconver.network.blocks.DeconvMixer` -> (B, C, *S), channels-last.
-    ``thickness``: the slabs' own planes (None: :func:`~nnunet_deconver.network.tiling.tile_thickness`)."""
+    ``thickness``: the slabs' own planes (None: as many voxels per slab as the unfused lean block's
+    slabs of the whole batch hold, :func:`~nnunet_deconver.network.tiling.tile_thickness`, here
+    in one sample: thicker slabs, fewer borders computed twice, at the same memory)."""
     ndc = mixer.ndc
     halo = 2 * (ndc.kernel_size[0] // 2)
     if thickness is None:
-        thickness = tile_thickness(x.shape[2], x.shape[0] * math.prod(x.shape[2:]), halo, torch.is_grad_enabled())
+        batch, extent = x.shape[0], x.shape[2]
+        thickness = min(extent, batch * tile_thickness(extent, batch * math.prod(x.shape[2:]), halo,
+                                                       torch.is_grad_enabled()))
     return _NormMixerResidual.apply(x, mean, rstd, mixer.proj_in.weight.flatten(1), ndc.init.weight.flatten(1),
                                     ndc.init.bias, ndc.weight, mixer.proj_out.weight.flatten(1), mixer.proj_out.bias,
                                     ndc.groups, ndc.eps, thickness)
