@@ -224,3 +224,17 @@ def test_network_step_with_fused_mixer_equals_unfused(monkeypatch):
     torch.testing.assert_close(fused_out, out, rtol=1e-10, atol=1e-10)
     for name, g in unfused_grads.items():
         torch.testing.assert_close(fused_grads[name], g, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
+
+
+def test_flops_counted_as_in_the_full_block():
+    """PyTorch's FLOP counter sees the windowed kernels: a lean network counts what the full one does."""
+    from nnunet_deconver.network.stats import count_flops
+
+    counts = []
+    for mode in ("lean", "full"):
+        torch.manual_seed(0)
+        net = Deconver(input_channels=1, num_classes=2, spatial_dims=3, features_per_stage=[4, 8], strides=[1, 2],
+                       activation_memory=mode)
+        counts.append(count_flops(net, (1, 1, 8, 6, 10)))
+    assert counts[1]["ndc_functional"] > 0
+    assert counts[0]["total"] == counts[1]["total"]

@@ -26,6 +26,9 @@ from pathlib import Path
 
 import torch
 
+from torch.utils.flop_counter import register_flop_formula
+
+from nnunet_deconver.ndc.backends.op import conv_flops
 from nnunet_deconver.ndc.backends.registry import BACKEND_ENV, NDCBackendWarning
 from nnunet_deconver.ndc.ops import channels_last_format
 
@@ -71,6 +74,28 @@ def _backward_fake(grad, x, s, weight, y, groups, eps, rectify, need_x, need_s, 
             _empty(_window(s, plane_lo, plane_hi), s, need_out)]
 
 
+def _planes(x_shape, plane_lo: int, plane_hi: int, reach: int) -> int:
+    """The planes of the window [plane_lo, plane_hi) widened by ``reach`` within the first axis."""
+    extent = x_shape[2]
+    return min(extent, (extent if plane_hi < 0 else plane_hi) + reach) - max(0, plane_lo - reach)
+
+
+def _forward_flops(x_shape, s_shape, weight_shape, groups, eps, rectify, plane_lo=0, plane_hi=-1, need_out=True,
+                   out_shape=None) -> int:
+    """A(s) within k0 // 2 planes of the window, A^T(x) and A^T(y) on it: the operator's count
+    (:mod:`~nnunet_deconver.ndc.backends.op`) over the planes computed."""
+    reach, per_plane = weight_shape[2] // 2, conv_flops(x_shape, weight_shape) // x_shape[2]
+    return per_plane * (_planes(x_shape, plane_lo, plane_hi, reach) + 2 * need_out * _planes(x_shape, plane_lo,
+                                                                                              plane_hi, 0))
+
+
+def _backward_flops(grad_shape, x_shape, s_shape, weight_shape, y_shape, groups, eps, rectify, need_x, need_s,
+                    need_weight, plane_lo=0, plane_hi=-1, need_out=False, out_shape=None) -> int:
+    """The operator's eight convolutions, over the planes within k0 // 2 of the window."""
+    per_plane = conv_flops(x_shape, weight_shape) // x_shape[2]
+    return 8 * per_plane * _planes(x_shape, plane_lo, plane_hi, weight_shape[2] // 2)
+
+
 def _build() -> object:
     from torch.utils import cpp_extension
 
@@ -89,6 +114,8 @@ def _build() -> object:
         )
         torch.library.register_fake("nnunet_deconver_cpp::forward")(_forward_fake)
         torch.library.register_fake("nnunet_deconver_cpp::backward")(_backward_fake)
+        register_flop_formula(torch.ops.nnunet_deconver_cpp.forward)(_forward_flops)
+        register_flop_formula(torch.ops.nnunet_deconver_cpp.backward)(_backward_flops)
         return torch.ops.nnunet_deconver_cpp
     finally:
         os.environ["PATH"] = path

@@ -89,7 +89,7 @@ def _backward(ctx, grad_out: Tensor, grad_y: Tensor | None):
 ndc_update.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _conv_flops(x_shape, weight_shape) -> int:
+def conv_flops(x_shape, weight_shape) -> int:
     """FLOPs of one NDC convolution, counted as PyTorch's FlopCounterMode counts a convolution."""
     return 2 * x_shape[0] * math.prod(x_shape[2:]) * math.prod(weight_shape)
 
@@ -97,10 +97,10 @@ def _conv_flops(x_shape, weight_shape) -> int:
 @register_flop_formula(torch.ops.nnunet_deconver.ndc_update)
 def _ndc_update_flops(x_shape, s_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
     """A^T(x), A(s) and A^T(A(s)): three convolutions."""
-    return 3 * _conv_flops(x_shape, weight_shape)
+    return 3 * conv_flops(x_shape, weight_shape)
 
 
 @register_flop_formula(torch.ops.nnunet_deconver.ndc_update_backward)
 def _ndc_update_backward_flops(grad_shape, x_shape, s_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
     """num and den again, A(q), A(p), A^T(A(p)) and the three filter-gradient terms: eight convolutions."""
-    return 8 * _conv_flops(x_shape, weight_shape)
+    return 8 * conv_flops(x_shape, weight_shape)
