@@ -21,7 +21,6 @@
 #include <algorithm>
 #include <atomic>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "ndc_geometry.h"
@@ -171,8 +170,7 @@ std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_
   s = s.contiguous(fmt);
   const at::Tensor wt = filter_lanes(weight, g);
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(fmt));
-  at::Tensor out = at::empty(need_out ? window_sizes(s, g) : std::vector<int64_t>{0}, s.options().memory_format(
-      need_out ? fmt : at::MemoryFormat::Contiguous));
+  at::Tensor out = need_out ? at::empty(window_sizes(s, g), s.options().memory_format(fmt)) : at::empty({0}, s.options());
   zero_outside(y, y0, y1);
   std::vector<at::Tensor> buffers(at::get_num_threads());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ndc_forward", [&] {

@@ -17,10 +17,8 @@ struct NdcGeometry {
   int64_t k0, k1, k2, K;  // kernel extents and K = k0 * k1 * k2
   int64_t p0, p1, p2;  // "same" padding, k // 2
   int64_t lo, hi;  // the window: the planes [lo, hi) of the first axis the update's output has
-  int64_t rows() const { return B * N0 * N1; }
   // where row (b, a, h), a in [lo, hi), starts in a window-shaped (B, hi - lo, N1, N2, E) field
   int64_t window_offset(int64_t b, int64_t a, int64_t h) const { return ((b * (hi - lo) + a - lo) * N1 + h) * N2 * E; }
-  int64_t planes() const { return B * N0; }
   int64_t padded_row() const { return (N2 + 2 * p2) * E; }  // one expanded row, with w-padding
   int64_t cache_len() const { return k0 * k1 * padded_row(); }  // one field's row cache
 };
