@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _ndc_backend import instruction_sets
 from nnunet_deconver.ndc import ndc_reference
 from nnunet_deconver.ndc.backends import BACKEND_ENV, cpp
 from nnunet_deconver.network import Deconver, blocks
@@ -25,7 +26,6 @@ from nnunet_deconver.network.fused_mixer import fused_mixer_applies, norm_mixer_
 from nnunet_deconver.network.norm import instance_norm, instance_stats
 
 EPS = 1e-5
-BUILDS = ("base", "avx2", "avx512")
 
 
 def _ndc_inputs(shape, kernel, groups, ratio, dtype, seed=0):
@@ -51,32 +51,21 @@ def test_plane_window_equals_reference_cut_to_it(shape, kernel, window, dtype):
     upstream = torch.randn(reference.shape, generator=torch.Generator().manual_seed(3), dtype=dtype)
     expected = [reference.detach(), *torch.autograd.grad(reference, leaves, upstream)] if hi > lo else None
     tol = 1e-10 if dtype == torch.float64 else 1e-5
-    ran = []
-    try:
-        for build in BUILDS:
-            try:
-                kernels.instruction_set(build)
-            except RuntimeError:
-                continue
-            ran.append(build)
-            out, y = kernels.forward(x, s, w, groups, eps, True, lo, hi)
-            assert out.shape == (*shape[:1], s.shape[1], hi - lo, *shape[3:])
-            _, y_alone = kernels.forward(x, s, w, groups, eps, True, lo, hi, False)
-            torch.testing.assert_close(y_alone, y, rtol=0, atol=0)
-            grad_x, grad_s, grad_w, again = kernels.backward(upstream, x, s, w, y, groups, eps, True, True, True,
-                                                            True, lo, hi, True)
-            got = [out, grad_x, grad_s, grad_w]
-            if expected is None:  # an empty window: no output, no gradient
-                assert out.numel() == 0 and again.numel() == 0
-                assert not grad_x.any() and not grad_s.any() and not grad_w.any()
-                continue
-            torch.testing.assert_close(again, out, rtol=0, atol=0)
-            for name, mine, ref in zip(("out", "grad x", "grad s", "grad filter"), got, expected):
-                error = (mine - ref).abs().max().item() / ref.abs().max().item()
-                assert error <= tol, f"{build} build, {name}: relative difference {error:.2e} > {tol}"
-    finally:
-        kernels.instruction_set("auto")
-    assert "base" in ran
+    for build in instruction_sets():
+        out, y = kernels.forward(x, s, w, groups, eps, True, lo, hi)
+        assert out.shape == (*shape[:1], s.shape[1], hi - lo, *shape[3:])
+        _, y_alone = kernels.forward(x, s, w, groups, eps, True, lo, hi, False)
+        torch.testing.assert_close(y_alone, y, rtol=0, atol=0)
+        grad_x, grad_s, grad_w, again = kernels.backward(upstream, x, s, w, y, groups, eps, True, True, True, True,
+                                                        lo, hi, True)
+        if expected is None:  # an empty window: no output, no gradient
+            assert out.numel() == 0 and again.numel() == 0
+            assert not grad_x.any() and not grad_s.any() and not grad_w.any()
+            continue
+        torch.testing.assert_close(again, out, rtol=0, atol=0)
+        for name, mine, ref in zip(("out", "grad x", "grad s", "grad filter"), [out, grad_x, grad_s, grad_w], expected):
+            error = (mine - ref).abs().max().item() / ref.abs().max().item()
+            assert error <= tol, f"{build} build, {name}: relative difference {error:.2e} > {tol}"
 
 
 def test_plane_window_is_checked():
@@ -205,11 +194,13 @@ def test_lean_block_with_fused_mixer_equals_unfused(monkeypatch, shape, tile_siz
         torch.testing.assert_close(mine, ref, **tol, msg=lambda m: f"{name}: {m}")
 
 
-def test_network_step_with_fused_mixer_equals_unfused(monkeypatch):
-    """A small Deconver, lean, batch 2: output and every parameter gradient the same both ways."""
+@pytest.mark.parametrize("switch,batch", [("fused_mlp_applies", 1), ("fused_mixer_applies", 2)])
+def test_network_step_with_fused_half_equals_unfused(monkeypatch, switch, batch):
+    """A small Deconver, lean: output and every parameter gradient the same with one fused half
+    of its blocks turned off (the MLP's at batch 1, the mixer's at batch 2)."""
     torch.manual_seed(0)
     net = Deconver(input_channels=1, num_classes=2, spatial_dims=3, features_per_stage=[4, 8], strides=[1, 2]).double()
-    x = torch.rand(2, 1, 8, 6, 10, dtype=torch.float64)
+    x = torch.rand(batch, 1, 8, 6, 10, dtype=torch.float64)
 
     def grads():
         net.zero_grad(set_to_none=True)
@@ -219,7 +210,7 @@ def test_network_step_with_fused_mixer_equals_unfused(monkeypatch):
         return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}
 
     fused_out, fused_grads = grads()
-    monkeypatch.setattr(blocks, "fused_mixer_applies", lambda x, norm, mixer: False)
+    monkeypatch.setattr(blocks, switch, lambda *args: False)
     out, unfused_grads = grads()
     torch.testing.assert_close(fused_out, out, rtol=1e-10, atol=1e-10)
     for name, g in unfused_grads.items():

@@ -5,7 +5,7 @@ GELU in the contiguous layout (a reference that is not our code), forward and ev
 (z, both convolutions' weights and biases), float64 to 1e-10 and float32 to rounding, 2D and 3D,
 batch 1 and 2, inputs contiguous and channels-last, one tile per sample, several tiles with a
 short last one, and row counts that are no multiple of any vector width; then a whole lean block
-and a network step with the tiled pass against the same with it turned off.
+with the tiled pass against the same with it turned off (a network step: ``test_fused_mixer.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nnunet_deconver.network import MLP, Deconver, blocks, fused_mlp
+from nnunet_deconver.network import MLP, blocks, fused_mlp
 from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock
 from nnunet_deconver.network.fused_mlp import fused_mlp_applies, norm_mlp_residual
 from nnunet_deconver.network.norm import instance_norm, instance_stats
@@ -127,24 +127,3 @@ def test_lean_block_with_fused_norm_mlp_equals_unfused(monkeypatch, shape, dtype
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
     for name, mine, ref in zip(names, tiled, unfused):
         torch.testing.assert_close(mine, ref, **tol, msg=lambda m: f"{name}: {m}")
-
-
-def test_network_step_with_fused_norm_mlp_equals_unfused(monkeypatch):
-    """A small Deconver, lean, batch 1: output and every parameter gradient the same both ways."""
-    torch.manual_seed(0)
-    net = Deconver(input_channels=1, num_classes=2, spatial_dims=3, features_per_stage=[4, 8], strides=[1, 2]).double()
-    x = torch.rand(1, 1, 8, 6, 10, dtype=torch.float64)
-
-    def grads():
-        net.zero_grad(set_to_none=True)
-        out = net(x)
-        out = out[0] if isinstance(out, (list, tuple)) else out
-        out.square().mean().backward()
-        return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}
-
-    tiled_out, tiled_grads = grads()
-    monkeypatch.setattr(blocks, "fused_mlp_applies", lambda z, norm: False)
-    out, unfused_grads = grads()
-    torch.testing.assert_close(tiled_out, out, rtol=1e-10, atol=1e-10)
-    for name, g in unfused_grads.items():
-        torch.testing.assert_close(tiled_grads[name], g, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")

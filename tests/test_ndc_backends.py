@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from _ndc_backend import backend  # noqa: F401  (fixture)
+from _ndc_backend import BUILDS, backend, instruction_sets  # noqa: F401  (backend: a fixture)
 from nnunet_deconver.ndc import NDC, ndc, ndc_reference
 from nnunet_deconver.ndc.backends import BACKEND_ENV, backend_for, ndc_update
 
@@ -68,9 +68,6 @@ def test_fused_equals_torch_backend_wide(monkeypatch, spatial, kernel, C, R, G, 
         assert error <= tol, f"{name}: relative difference {error:.2e} > {tol}"
 
 
-BUILDS = ("base", "avx2", "avx512")
-
-
 # rows long enough for several blocks of neighbouring outputs (up to 8) and a remainder, kernel widths 3, 5, 7
 @pytest.mark.parametrize("spatial,kernel,B", [((5, 6, 7), (3, 3, 3), 1), ((9, 11), (5, 5), 2),
                                               ((3, 4, 29), (3, 3, 7), 1), ((4, 27), (3, 5), 2)])
@@ -79,28 +76,14 @@ BUILDS = ("base", "avx2", "avx512")
 def test_every_instruction_set_equals_torch_backend(monkeypatch, spatial, kernel, B, C, R, G, dtype):
     """Each build of the C++ kernels this CPU can run (the baseline always), not only the one it
     picks, against the PyTorch-op path."""
-    from nnunet_deconver.ndc.backends import cpp
-
-    extension = cpp.extension()
     x, s0, w, upstream = _inputs(spatial, kernel, C, R, G, B, dtype, seed=7)
     torch_ops = _value_and_grads(monkeypatch, "torch", x, s0, w, upstream, G, rectify_s0=True)
     tol = 1e-10 if dtype == torch.float64 else 1e-5
-    ran = []
-    try:
-        for build in BUILDS:
-            try:
-                assert extension.instruction_set(build) == build
-            except RuntimeError as exc:
-                assert "this CPU cannot run" in str(exc)
-                continue
-            ran.append(build)
-            fused = _value_and_grads(monkeypatch, "cpp", x, s0, w, upstream, G, rectify_s0=True)
-            for name, mine, ref in zip(("out", "grad x", "grad s0", "grad filter"), fused, torch_ops):
-                error = (mine - ref).abs().max().item() / ref.abs().max().item()
-                assert error <= tol, f"{build} build, {name}: relative difference {error:.2e} > {tol}"
-    finally:
-        extension.instruction_set("auto")
-    assert "base" in ran
+    for build in instruction_sets():
+        fused = _value_and_grads(monkeypatch, "cpp", x, s0, w, upstream, G, rectify_s0=True)
+        for name, mine, ref in zip(("out", "grad x", "grad s0", "grad filter"), fused, torch_ops):
+            error = (mine - ref).abs().max().item() / ref.abs().max().item()
+            assert error <= tol, f"{build} build, {name}: relative difference {error:.2e} > {tol}"
 
 
 def test_instruction_set_names():
@@ -222,9 +205,8 @@ def test_failed_build_falls_back_with_one_warning(tmp_path, requested):
 
 
 def test_network_trains_through_fused_kernel(monkeypatch):
-    from nnunet_deconver.network.unet import Deconver
-
     from nnunet_deconver.ndc.backends import cpp
+    from nnunet_deconver.network.unet import Deconver
 
     calls = {"forward": 0, "backward": 0}
     kernels = cpp.extension()
