@@ -7,8 +7,9 @@ kernels this CPU runs. Then ``x + Mixer(IN(x))`` in slabs against PyTorch's inst
 convolutions with the plain-graph update, forward and every gradient (x and each parameter),
 float64 to 1e-10 and float32 to rounding, 2D and 3D, batch 1 and 2, kernels of depth 1, 3 and 5,
 grouped and per-channel filters, one slab, several with a short last one, slabs thinner than the
-NDC's reach, sizes no multiple of a vector width; then a lean block and a network step with it
-against the same with it turned off, and where it does not apply.
+NDC's reach, sizes no multiple of a vector width; then a lean block and a network step with it,
+or with the fused second half (``fused_mlp``), against the same with that half turned off, and
+where it does not apply.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _gradients import value_and_grads
 from _ndc_backend import instruction_sets
 from nnunet_deconver.ndc import ndc_reference
 from nnunet_deconver.ndc.backends import BACKEND_ENV, cpp
-from nnunet_deconver.network import Deconver, blocks
+from nnunet_deconver.network import Deconver, blocks, fused_mlp
 from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock, DeconvMixer
 from nnunet_deconver.network.fused_mixer import fused_mixer_applies, norm_mixer_residual
 from nnunet_deconver.network.norm import instance_norm, instance_stats
@@ -96,14 +98,6 @@ def _reference(x, mixer: DeconvMixer):
     return x + conv(s, mixer.proj_out.weight, mixer.proj_out.bias)
 
 
-def _value_and_grads(fn, x, module, upstream):
-    x = x.detach().clone().requires_grad_()
-    module.zero_grad(set_to_none=True)
-    out = fn(x)
-    out.backward(upstream)
-    return [out.detach(), x.grad] + [p.grad.clone() for p in module.parameters()]
-
-
 @pytest.mark.parametrize("shape,kernel,groups", [
     ((1, 4, 9, 5, 6), (3, 3, 3), None), ((2, 6, 11, 4, 5), (5, 3, 3), 2), ((2, 4, 7, 6, 3), (1, 3, 3), None),
     ((1, 5, 13, 7), (3, 5), None), ((2, 4, 10, 9), (5, 3), 1)])
@@ -123,8 +117,8 @@ def test_fused_mixer_equals_torch_reference(shape, kernel, groups, thickness, ch
     def fused(t):
         return norm_mixer_residual(t, *instance_stats(t, EPS), mixer, thickness)
 
-    got = _value_and_grads(fused, x, mixer, upstream)
-    expected = _value_and_grads(lambda t: _reference(t, mixer), x, mixer, upstream)
+    got = value_and_grads(fused, x, mixer, upstream)
+    expected = value_and_grads(lambda t: _reference(t, mixer), x, mixer, upstream)
     assert expected[3].abs().max() > 0, "the filter gradient vanished: the test would not see it"
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
     names = ["output", "grad x"] + [name for name, _ in mixer.named_parameters()]
@@ -167,30 +161,33 @@ def _lean_block(dims: int, dtype, tile_size: int | None) -> DeconverBlock:
     return block
 
 
+@pytest.mark.parametrize("fused,switch", [("norm_mixer_residual", "fused_mixer_applies"),
+                                           ("norm_mlp_residual", "fused_mlp_applies")])
 @pytest.mark.parametrize("shape", [(1, 6, 7, 5, 6), (2, 6, 9, 10)])
 @pytest.mark.parametrize("tile_size", [None, 3])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_lean_block_with_fused_mixer_equals_unfused(monkeypatch, shape, tile_size, dtype):
-    """The lean block with its first half fused against the same block with the checkpointed slabs
-    of the unfused norm and mixer: forward and every gradient."""
+def test_lean_block_with_fused_half_equals_unfused(monkeypatch, fused, switch, shape, tile_size, dtype):
+    """The lean block with one half fused against the same block with that half in the unfused
+    checkpointed slabs of norm and mixer, or of norm and MLP: forward and every gradient."""
+    monkeypatch.setattr(fused_mlp, "TILE_ELEMENTS", 24 * 11)  # the MLP's row tiles: 11 rows (hidden width 24)
     block = _lean_block(len(shape) - 2, dtype, tile_size)
     gen = torch.Generator().manual_seed(2)
     x, upstream = torch.rand(*shape, generator=gen, dtype=dtype), torch.randn(*shape, generator=gen, dtype=dtype)
     calls = []
-    original = blocks.norm_mixer_residual
+    original = getattr(blocks, fused)
 
     def counted(*args):
         calls.append(1)
         return original(*args)
 
-    monkeypatch.setattr(blocks, "norm_mixer_residual", counted)
-    fused = _value_and_grads(block, x, block, upstream)
-    assert calls, "the lean block did not take the fused first half"
-    monkeypatch.setattr(blocks, "fused_mixer_applies", lambda x, norm, mixer: False)
-    unfused = _value_and_grads(block, x, block, upstream)
+    monkeypatch.setattr(blocks, fused, counted)
+    got = value_and_grads(block, x, block, upstream)
+    assert calls, f"the lean block did not take {fused}"
+    monkeypatch.setattr(blocks, switch, lambda *args: False)
+    unfused = value_and_grads(block, x, block, upstream)
     names = ["output", "grad x"] + [name for name, _ in block.named_parameters()]
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
-    for name, mine, ref in zip(names, fused, unfused):
+    for name, mine, ref in zip(names, got, unfused):
         torch.testing.assert_close(mine, ref, **tol, msg=lambda m: f"{name}: {m}")
 
 
