@@ -25,7 +25,6 @@ import warnings
 from pathlib import Path
 
 import torch
-
 from torch.utils.flop_counter import register_flop_formula
 
 from nnunet_deconver.ndc.backends.op import conv_flops
