@@ -55,6 +55,12 @@ def channels_innermost(t: torch.Tensor) -> bool:
     return t.stride(1) == 1 and t.shape[1] > 1
 
 
+def voxel_rows(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, *S) channels-last and dense (or whole planes of one sample of such) -> the
+    (B * prod(S), C) view of its voxels; an error rather than a copy for any other layout."""
+    return x.movedim(1, -1).view(-1, x.shape[1])
+
+
 def pointwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A 1x1(x1) convolution as one matrix product over the channel axis of a channels-last tensor.
 

@@ -33,16 +33,11 @@ import torch
 from torch import nn
 
 from nnunet_deconver.ndc.backends import backend_for, cpp
-from nnunet_deconver.ndc.ops import channels_last_format, in_preferred_layout
+from nnunet_deconver.ndc.ops import channels_last_format, in_preferred_layout, voxel_rows
 from nnunet_deconver.network.fused_mlp import fused_mlp_applies
 from nnunet_deconver.network.tiling import slabs, tile_thickness
 
 Tensor = torch.Tensor
-
-
-def _rows(x: Tensor) -> Tensor:
-    """(1, C, *S) channels-last, dense, or planes of one -> the (prod(S), C) view of its voxels."""
-    return x.movedim(1, -1).view(-1, x.shape[1])
 
 
 def _as_map(rows: Tensor, like: Tensor) -> Tensor:
@@ -68,7 +63,7 @@ def _normalised(x: Tensor, mean: Tensor, rstd: Tensor, buffers: dict) -> Tensor:
 def _sources(normed: Tensor, w_in: Tensor, w_init: Tensor, b_init: Tensor, buffers: dict) -> tuple[Tensor, Tensor]:
     """U and S0 (module docstring) of N, channels-last."""
     rows = normed[0, 0].numel()
-    u = torch.mm(_rows(normed), w_in.t(), out=_take(buffers, "u", rows, w_in.shape[0], normed)).relu_()
+    u = torch.mm(voxel_rows(normed), w_in.t(), out=_take(buffers, "u", rows, w_in.shape[0], normed)).relu_()
     s0 = torch.addmm(b_init, u, w_init.t(), out=_take(buffers, "s0", rows, w_init.shape[0], normed))
     return _as_map(u, normed), _as_map(s0, normed)
 
@@ -95,8 +90,8 @@ class _NormMixerResidual(torch.autograd.Function):
             part = x[b:b + 1].narrow(2, start, length)
             u, s0 = _sources(_normalised(part, mean[b:b + 1], rstd[b:b + 1], buffers), w_in, w_init, b_init, buffers)
             s, _ = kernels.forward(u, s0, weight, groups, eps, True, own, own + own_length)
-            z = _rows(out[b:b + 1].narrow(2, start + own, own_length))
-            torch.addmm(b_out, _rows(s), w_out.t(), out=z).add_(_rows(part.narrow(2, own, own_length)))
+            z = voxel_rows(out[b:b + 1].narrow(2, start + own, own_length))
+            torch.addmm(b_out, voxel_rows(s), w_out.t(), out=z).add_(voxel_rows(part.narrow(2, own, own_length)))
         return out
 
     @staticmethod
@@ -113,26 +108,26 @@ class _NormMixerResidual(torch.autograd.Function):
         for b, start, length, own, own_length in _slabs(x, ctx.thickness, theta):
             window, stats = (own, own + own_length), (mean[b:b + 1], rstd[b:b + 1])
             part = x[b:b + 1].narrow(2, start, length)
-            g = _rows(grad[b:b + 1].narrow(2, start + own, own_length))
-            u, s0 = _sources(_normalised(part, *stats, buffers), w_in, w_init, b_init, buffers)
+            g = voxel_rows(grad[b:b + 1].narrow(2, start + own, own_length))
+            normed = _normalised(part, *stats, buffers)
+            u, s0 = _sources(normed, w_in, w_init, b_init, buffers)
             _, y = kernels.forward(u, s0, weight, groups, eps, True, *window, False)
             grad_s = torch.mm(g, w_out, out=_take(buffers, "grad_s", g.shape[0], w_out.shape[1], g))
             grad_u, grad_s0, grad_v, s = kernels.backward(_as_map(grad_s, part.narrow(2, own, own_length)), u, s0,
                                                           weight, y, groups, eps, True, True, True, True, *window, True)
             del y
-            grad_w_out.addmm_(g.t(), _rows(s))
+            grad_w_out.addmm_(g.t(), voxel_rows(s))
             del s
             grad_weight += grad_v
-            u_rows, grad_s0_rows, grad_p = _rows(u), _rows(grad_s0), _rows(grad_u)
+            u_rows, grad_s0_rows, grad_p = voxel_rows(u), voxel_rows(grad_s0), voxel_rows(grad_u)
             grad_w_init.addmm_(grad_s0_rows.t(), u_rows)
             grad_b_init += grad_s0_rows.sum(0)
             grad_p.addmm_(grad_s0_rows, w_init).mul_(u_rows > 0)
             del grad_s0
-            normed = _normalised(part, *stats, buffers)
-            grad_w_in.addmm_(grad_p.t(), _rows(normed))
+            grad_w_in.addmm_(grad_p.t(), voxel_rows(normed))
             grad_normed = torch.mm(grad_p, w_in)
             grad_mean[b].view(-1).sub_(grad_normed.sum(0) * rstd[b].view(-1))
-            grad_rstd[b].view(-1).add_((grad_normed * _rows(normed)).sum(0) / rstd[b].view(-1))
+            grad_rstd[b].view(-1).add_((grad_normed * voxel_rows(normed)).sum(0) / rstd[b].view(-1))
             grad_x[b:b + 1].narrow(2, start, length).add_(_as_map(grad_normed.mul_(rstd[b].view(-1)), part))
         return (grad_x, grad_mean, grad_rstd, grad_w_in, grad_w_init, grad_b_init, grad_weight * (theta > 0),
                 grad_w_out, grad.sum(dim=(0, *range(2, grad.dim()))), None, None, None)

@@ -27,15 +27,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnunet_deconver.ndc.ops import in_preferred_layout
+from nnunet_deconver.ndc.ops import in_preferred_layout, voxel_rows
 
 #: hidden values per tile: 2^18 (1 MB in float32)
 TILE_ELEMENTS = 1 << 18
-
-
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, *S) channels-last -> the (B * prod(S), C) view of its voxels, sample by sample."""
-    return x.movedim(1, -1).reshape(-1, x.shape[1])
 
 
 def _channels_last_empty(x: torch.Tensor) -> torch.Tensor:
@@ -59,8 +54,8 @@ class _NormMLPResidual(torch.autograd.Function):
                 w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(z, mean, rstd, w1, b1, w2)  # z as given: a layout copy is not kept
         z = in_preferred_layout(z)
-        rows, out = _rows(z), _channels_last_empty(z)
-        out_rows, means, rstds = _rows(out), mean.view(z.shape[:2]), rstd.view(z.shape[:2])
+        rows, out = voxel_rows(z), _channels_last_empty(z)
+        out_rows, means, rstds = voxel_rows(out), mean.view(z.shape[:2]), rstd.view(z.shape[:2])
         tiles = _tiles(z, w1.shape[0])
         size = max(end - start for _, start, end in tiles)
         normed_buffer, hidden_buffer = z.new_empty(size, z.shape[1]), z.new_empty(size, w1.shape[0])
@@ -77,10 +72,10 @@ class _NormMLPResidual(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         z, mean, rstd, w1, b1, w2 = ctx.saved_tensors
         z = in_preferred_layout(z)
-        rows, grad_rows = _rows(z), _rows(in_preferred_layout(grad))
+        rows, grad_rows = voxel_rows(z), voxel_rows(in_preferred_layout(grad))
         means, rstds = mean.view(z.shape[:2]), rstd.view(z.shape[:2])
         grad_z = _channels_last_empty(z)
-        grad_z_rows = _rows(grad_z)
+        grad_z_rows = voxel_rows(grad_z)
         grad_mean, grad_rstd = torch.zeros_like(means), torch.zeros_like(rstds)
         grad_w1, grad_b1, grad_w2 = torch.zeros_like(w1), torch.zeros_like(b1), torch.zeros_like(w2)
         tiles = _tiles(z, w1.shape[0])
