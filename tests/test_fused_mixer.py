@@ -120,7 +120,7 @@ def test_fused_mixer_equals_torch_reference(shape, kernel, groups, thickness, ch
     got = value_and_grads(fused, x, mixer, upstream)
     expected = value_and_grads(lambda t: _reference(t, mixer), x, mixer, upstream)
     assert expected[3].abs().max() > 0, "the filter gradient vanished: the test would not see it"
-    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
     names = ["output", "grad x"] + [name for name, _ in mixer.named_parameters()]
     for name, mine, ref in zip(names, got, expected):
         torch.testing.assert_close(mine, ref, **tol, msg=lambda m: f"{name}: {m}")
@@ -186,7 +186,7 @@ def test_lean_block_with_fused_half_equals_unfused(monkeypatch, fused, switch, s
     monkeypatch.setattr(blocks, switch, lambda *args: False)
     unfused = value_and_grads(block, x, block, upstream)
     names = ["output", "grad x"] + [name for name, _ in block.named_parameters()]
-    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
     for name, mine, ref in zip(names, got, unfused):
         torch.testing.assert_close(mine, ref, **tol, msg=lambda m: f"{name}: {m}")
 
