@@ -25,7 +25,7 @@ from nnunet_deconver.ndc.backends import BACKEND_ENV, cpp
 from nnunet_deconver.network import Deconver, blocks, fused_mlp
 from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock, DeconvMixer
 from nnunet_deconver.network.fused_mixer import fused_mixer_applies, norm_mixer_residual
-from nnunet_deconver.network.norm import instance_norm, instance_stats
+from nnunet_deconver.network.norm import instance_norm
 
 EPS = 1e-5
 
@@ -78,6 +78,38 @@ def test_plane_window_is_checked():
         cpp.extension().forward(x, s, w, 1, 1e-8, True, 4, 2)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_workspace_holds_the_results_and_is_reused(dtype):
+    """Forward and backward given a workspace: the results of a call without one, bit for bit, as
+    channels-last views of the workspace, which grows to fit and then serves a smaller call
+    without new memory (a slab after the largest)."""
+    kernels, eps = cpp.extension(), 1e-8
+    workspaces = {"forward": torch.empty(0, dtype=dtype), "backward": torch.empty(0, dtype=dtype)}
+    memory = {}
+    for shape, kernel, (lo, hi) in [((2, 4, 9, 5, 6), (3, 3, 3), (2, 7)), ((1, 4, 8, 11), (5, 3), (0, 8)),
+                                    ((2, 4, 6, 5, 6), (3, 3, 3), (1, 4))]:
+        x, s, w = _ndc_inputs(shape, kernel, 2, 4, dtype)
+        upstream = torch.randn(*shape[:1], s.shape[1], hi - lo, *shape[3:], dtype=dtype,
+                               generator=torch.Generator().manual_seed(3))
+        out, y = kernels.forward(x, s, w, 2, eps, True, lo, hi)
+        fresh = [out, y, *kernels.backward(upstream, x, s, w, y, 2, eps, True, True, True, True, lo, hi, True)]
+        out, y = kernels.forward(x, s, w, 2, eps, True, lo, hi, workspace=workspaces["forward"])
+        given = kernels.backward(upstream, x, s, w, y, 2, eps, True, True, True, True, lo, hi, True,
+                                 workspace=workspaces["backward"])
+        results = [out, y, *given]
+        for name, mine, ref in zip(("out", "y", "grad x", "grad s", "grad filter", "out again"), results, fresh):
+            assert torch.equal(mine, ref), f"{shape}, {name}: differs with a workspace"
+        layout = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+        for (name, workspace), fields in zip(workspaces.items(), [[out, y], [given[0], given[1], given[3]]]):
+            for field in fields:
+                assert field.untyped_storage().data_ptr() == workspace.untyped_storage().data_ptr(), \
+                    f"{shape}: a {name} result is not in its workspace"
+                assert field.is_contiguous(memory_format=layout)
+        if shape == (2, 4, 6, 5, 6):  # smaller than the first call: the same memory serves it
+            assert {name: ws.data_ptr() for name, ws in workspaces.items()} == memory
+        memory = memory or {name: ws.data_ptr() for name, ws in workspaces.items()}
+
+
 def _mixer(channels: int, kernel: tuple[int, ...], groups: int | None, dtype) -> DeconvMixer:
     torch.manual_seed(0)
     mixer = DeconvMixer(BlockSpec(channels, kernel, BlockConfig(groups=groups))).to(dtype)
@@ -115,7 +147,7 @@ def test_fused_mixer_equals_torch_reference(shape, kernel, groups, thickness, ch
     assert fused_mixer_applies(x, instance_norm(C, len(spatial), False), mixer)
 
     def fused(t):
-        return norm_mixer_residual(t, *instance_stats(t, EPS), mixer, thickness)
+        return norm_mixer_residual(t, EPS, mixer, thickness)
 
     got = value_and_grads(fused, x, mixer, upstream)
     expected = value_and_grads(lambda t: _reference(t, mixer), x, mixer, upstream)
@@ -131,7 +163,7 @@ def test_fused_mixer_without_gradients():
     mixer = _mixer(4, (3, 3, 3), None, torch.float32)
     x = torch.rand(2, 4, 9, 6, 7)
     with torch.inference_mode():
-        got = norm_mixer_residual(x, *instance_stats(x, EPS), mixer, 4)
+        got = norm_mixer_residual(x, EPS, mixer, 4)
     torch.testing.assert_close(got, _reference(x, mixer).detach(), rtol=1e-5, atol=1e-5)
 
 
@@ -173,6 +205,9 @@ def test_lean_block_with_fused_half_equals_unfused(monkeypatch, fused, switch, s
     block = _lean_block(len(shape) - 2, dtype, tile_size)
     gen = torch.Generator().manual_seed(2)
     x, upstream = torch.rand(*shape, generator=gen, dtype=dtype), torch.randn(*shape, generator=gen, dtype=dtype)
+    # channels-last, as the network hands it on: both paths then take the same statistics (other
+    # layouts: the tests against PyTorch's instance norm)
+    x = x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
     calls = []
     original = getattr(blocks, fused)
 

@@ -164,14 +164,14 @@ class DeconverBlock(nn.Module):
         if not self.lean:
             z = x + self.mixer(self.norm1(x))
             return z + self.mlp(self.norm2(z))
-        stats = instance_stats(x, self.norm1.eps)
         if fused_mixer_applies(x, self.norm1, self.mixer):
-            z = norm_mixer_residual(x, *stats, self.mixer, self.tile_size)
+            z = norm_mixer_residual(x, self.norm1.eps, self.mixer, self.tile_size)
         else:
+            stats = instance_stats(x, self.norm1.eps)
             z = x + tiled(partial(_normalised, self.norm1, self.mixer, *stats), x, self.mixer_halo, self.tile_size)
-        stats = instance_stats(z, self.norm2.eps)
         if fused_mlp_applies(z, self.norm2):
-            return norm_mlp_residual(z, *stats, self.mlp.fc1, self.mlp.fc2)
+            return norm_mlp_residual(z, self.norm2.eps, self.mlp.fc1, self.mlp.fc2)
+        stats = instance_stats(z, self.norm2.eps)
         return z + tiled(partial(_normalised, self.norm2, self.mlp, *stats), z, 0, self.tile_size)
 
 

@@ -1,7 +1,7 @@
 """The lean block's first half, ``x + Mixer(IN(x))``, on CPU in slabs whose NDC works on their own planes.
 
 For a channels-last map x (B, C, *S), its instance-norm statistics mean, rstd over the whole
-volume and the mixer's parameters W_in (C, C), W_0 (E, C), b_0 (E,), theta (C, E // G, *k),
+volume (computed here, see :func:`~nnunet_deconver.network.norm.moments`) and the mixer's parameters W_in (C, C), W_0 (E, C), b_0 (E,), theta (C, E // G, *k),
 W_out (C, E), b_out (C,), voxel by voxel (products over the channel axis)::
 
     N = (x - mean) * rstd,   U = ReLU(N W_in^T),   S0 = U W_0^T + b_0,
@@ -21,8 +21,8 @@ upstream gradient G::
     dN = dP W_in,   dx = G + sum over slabs of dN * rstd,   dmean -= rstd sum dN,
     drstd += sum dN * (x - mean),   dtheta = dV * [theta > 0]
 
-(sums over voxels; a widened slab's dx overlaps its neighbours'). mean and rstd pass their
-gradients on to x through :func:`~nnunet_deconver.network.norm.instance_stats`.
+(sums over voxels; a widened slab's dx overlaps its neighbours'); the gradients of mean and rstd
+are then added to dx in place (:func:`~nnunet_deconver.network.norm.add_moments_grad_`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from torch import nn
 from nnunet_deconver.ndc.backends import backend_for, cpp
 from nnunet_deconver.ndc.ops import channels_last_format, in_preferred_layout, voxel_rows
 from nnunet_deconver.network.fused_mlp import fused_mlp_applies
+from nnunet_deconver.network.norm import add_moments_grad_, moments
 from nnunet_deconver.network.tiling import slabs, tile_thickness
 
 Tensor = torch.Tensor
@@ -54,6 +55,14 @@ def _take(buffers: dict, name: str, rows: int, width: int, like: Tensor) -> Tens
     return buffer[:rows]
 
 
+def _workspace(buffers: dict, name: str, like: Tensor) -> Tensor:
+    """``buffers[name]``, a flat tensor the C++ kernels carve their outputs and scratch from (and
+    grow): one slab's results live in the memory of the slab before."""
+    if name not in buffers:
+        buffers[name] = like.new_empty(0)
+    return buffers[name]
+
+
 def _normalised(x: Tensor, mean: Tensor, rstd: Tensor, buffers: dict) -> Tensor:
     """N (module docstring) of x (1, C, *S), channels-last."""
     normed = _as_map(_take(buffers, "normed", x[0, 0].numel(), x.shape[1], x), x)
@@ -64,34 +73,39 @@ def _sources(normed: Tensor, w_in: Tensor, w_init: Tensor, b_init: Tensor, buffe
     """U and S0 (module docstring) of N, channels-last."""
     rows = normed[0, 0].numel()
     u = torch.mm(voxel_rows(normed), w_in.t(), out=_take(buffers, "u", rows, w_in.shape[0], normed)).relu_()
-    s0 = torch.addmm(b_init, u, w_init.t(), out=_take(buffers, "s0", rows, w_init.shape[0], normed))
+    # the bias added after the product: addmm would copy it into the output first, then read it back
+    s0 = torch.mm(u, w_init.t(), out=_take(buffers, "s0", rows, w_init.shape[0], normed)).add_(b_init)
     return _as_map(u, normed), _as_map(s0, normed)
 
 
 def _slabs(x: Tensor, thickness: int, theta: Tensor):
     """(b, start, length, own, own_length) of each slab of each sample of x: sample by sample, so
-    that a slab's wide tensors hold one sample (see :func:`~nnunet_deconver.network.tiling.slabs`)."""
+    that a slab's wide tensors hold one sample (see :func:`~nnunet_deconver.network.tiling.slabs`);
+    a largest slab first, so that the buffers and workspaces reused by the others are sized once."""
     parts = slabs(x.shape[2], thickness, 2 * (theta.shape[2] // 2))
-    return [(b, *part) for b in range(x.shape[0]) for part in parts]
+    return sorted(((b, *part) for b in range(x.shape[0]) for part in parts), key=lambda part: -part[2])
 
 
 class _NormMixerResidual(torch.autograd.Function):
     """The module docstring's ``x + Mixer(IN(x))`` in slabs; x channels-last -> channels-last."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, mean: Tensor, rstd: Tensor, w_in: Tensor, w_init: Tensor, b_init: Tensor,
-                theta: Tensor, w_out: Tensor, b_out: Tensor, groups: int, eps: float, thickness: int) -> Tensor:
-        ctx.save_for_backward(x, mean, rstd, w_in, w_init, b_init, theta, w_out)
+    def forward(ctx, x: Tensor, norm_eps: float, w_in: Tensor, w_init: Tensor, b_init: Tensor, theta: Tensor,
+                w_out: Tensor, b_out: Tensor, groups: int, eps: float, thickness: int) -> Tensor:
+        given, x = x, in_preferred_layout(x)
+        mean, rstd = moments(x, norm_eps)
+        ctx.save_for_backward(given, mean, rstd, w_in, w_init, b_init, theta, w_out)
         ctx.groups, ctx.eps, ctx.thickness = groups, eps, thickness
-        x = in_preferred_layout(x)
         out = torch.empty_like(x, memory_format=channels_last_format(x.dim()))
         weight, kernels, buffers = torch.relu(theta), cpp.extension(), {}
         for b, start, length, own, own_length in _slabs(x, thickness, theta):
             part = x[b:b + 1].narrow(2, start, length)
             u, s0 = _sources(_normalised(part, mean[b:b + 1], rstd[b:b + 1], buffers), w_in, w_init, b_init, buffers)
-            s, _ = kernels.forward(u, s0, weight, groups, eps, True, own, own + own_length)
+            s, _ = kernels.forward(u, s0, weight, groups, eps, True, own, own + own_length,
+                                   workspace=_workspace(buffers, "forward", x))
             z = voxel_rows(out[b:b + 1].narrow(2, start + own, own_length))
-            torch.addmm(b_out, voxel_rows(s), w_out.t(), out=z).add_(voxel_rows(part.narrow(2, own, own_length)))
+            torch.add(voxel_rows(part.narrow(2, own, own_length)), b_out, out=z)
+            torch.addmm(z, voxel_rows(s), w_out.t(), out=z)  # not addmm_: FLOP counters know addmm alone
         return out
 
     @staticmethod
@@ -111,26 +125,27 @@ class _NormMixerResidual(torch.autograd.Function):
             g = voxel_rows(grad[b:b + 1].narrow(2, start + own, own_length))
             normed = _normalised(part, *stats, buffers)
             u, s0 = _sources(normed, w_in, w_init, b_init, buffers)
-            _, y = kernels.forward(u, s0, weight, groups, eps, True, *window, False)
+            _, y = kernels.forward(u, s0, weight, groups, eps, True, *window, False,
+                                   workspace=_workspace(buffers, "forward", x))
             grad_s = torch.mm(g, w_out, out=_take(buffers, "grad_s", g.shape[0], w_out.shape[1], g))
             grad_u, grad_s0, grad_v, s = kernels.backward(_as_map(grad_s, part.narrow(2, own, own_length)), u, s0,
-                                                          weight, y, groups, eps, True, True, True, True, *window, True)
-            del y
+                                                          weight, y, groups, eps, True, True, True, True, *window, True,
+                                                          workspace=_workspace(buffers, "backward", x))
             grad_w_out.addmm_(g.t(), voxel_rows(s))
-            del s
             grad_weight += grad_v
             u_rows, grad_s0_rows, grad_p = voxel_rows(u), voxel_rows(grad_s0), voxel_rows(grad_u)
             grad_w_init.addmm_(grad_s0_rows.t(), u_rows)
             grad_b_init += grad_s0_rows.sum(0)
-            grad_p.addmm_(grad_s0_rows, w_init).mul_(u_rows > 0)
-            del grad_s0
+            grad_p.addmm_(grad_s0_rows, w_init).masked_fill_(u_rows <= 0, 0)
             grad_w_in.addmm_(grad_p.t(), voxel_rows(normed))
-            grad_normed = torch.mm(grad_p, w_in)
+            grad_normed = torch.mm(grad_p, w_in, out=_take(buffers, "grad_normed", grad_p.shape[0], w_in.shape[1], x))
+            product = torch.mul(grad_normed, voxel_rows(normed), out=_take(buffers, "product", *grad_normed.shape, x))
             grad_mean[b].view(-1).sub_(grad_normed.sum(0) * rstd[b].view(-1))
-            grad_rstd[b].view(-1).add_((grad_normed * voxel_rows(normed)).sum(0) / rstd[b].view(-1))
+            grad_rstd[b].view(-1).add_(product.sum(0) / rstd[b].view(-1))
             grad_x[b:b + 1].narrow(2, start, length).add_(_as_map(grad_normed.mul_(rstd[b].view(-1)), part))
-        return (grad_x, grad_mean, grad_rstd, grad_w_in, grad_w_init, grad_b_init, grad_weight * (theta > 0),
-                grad_w_out, grad.sum(dim=(0, *range(2, grad.dim()))), None, None, None)
+        add_moments_grad_(grad_x, x, mean, rstd, grad_mean, grad_rstd)
+        return (grad_x, None, grad_w_in, grad_w_init, grad_b_init, grad_weight * (theta > 0), grad_w_out,
+                grad.sum(dim=(0, *range(2, grad.dim()))), None, None, None)
 
 
 def fused_mixer_applies(x: Tensor, norm: nn.Module, mixer: nn.Module) -> bool:
@@ -142,12 +157,10 @@ def fused_mixer_applies(x: Tensor, norm: nn.Module, mixer: nn.Module) -> bool:
             and backend_for(x.device).name == "cpp")
 
 
-def norm_mixer_residual(x: Tensor, mean: Tensor, rstd: Tensor, mixer: nn.Module,
-                        thickness: int | None = None) -> Tensor:
-    """``x + mixer((x - mean) * rstd)`` in slabs (module docstring), for a CPU map x (B, C, *S) in
-    any layout, its statistics mean, rstd (B, C, 1, ...) from
-    :func:`~nnunet_deconver.network.norm.instance_stats` (x's dtype) and a
-    :class:`~nnunet_deconver.network.blocks.DeconvMixer` -> (B, C, *S), channels-last.
+def norm_mixer_residual(x: Tensor, norm_eps: float, mixer: nn.Module, thickness: int | None = None) -> Tensor:
+    """``x + mixer(IN(x))`` in slabs (module docstring), for a CPU map x (B, C, *S) in any layout,
+    the instance norm's ``norm_eps`` and a :class:`~nnunet_deconver.network.blocks.DeconvMixer`
+    -> (B, C, *S), channels-last.
     ``thickness``: the slabs' own planes (None: as many voxels per slab as the unfused lean block's
     slabs of the whole batch hold, :func:`~nnunet_deconver.network.tiling.tile_thickness`, here
     in one sample: thicker slabs, fewer borders computed twice, at the same memory)."""
@@ -157,6 +170,6 @@ def norm_mixer_residual(x: Tensor, mean: Tensor, rstd: Tensor, mixer: nn.Module,
         batch, extent = x.shape[0], x.shape[2]
         thickness = min(extent, batch * tile_thickness(extent, batch * math.prod(x.shape[2:]), halo,
                                                        torch.is_grad_enabled()))
-    return _NormMixerResidual.apply(x, mean, rstd, mixer.proj_in.weight.flatten(1), ndc.init.weight.flatten(1),
+    return _NormMixerResidual.apply(x, norm_eps, mixer.proj_in.weight.flatten(1), ndc.init.weight.flatten(1),
                                     ndc.init.bias, ndc.weight, mixer.proj_out.weight.flatten(1), mixer.proj_out.bias,
                                     ndc.groups, ndc.eps, thickness)

@@ -1,7 +1,8 @@
 """The lean block's second half, ``z + MLP(IN(z))``, on CPU in row tiles: no (B, a*C, *S) tensor.
 
 For a channels-last map z (B, C, *S), seen per sample b as the matrix Z_b (S, C) of its voxels,
-its instance-norm statistics mean_b, rstd_b (C,) over the whole volume, and the MLP's pointwise
+its instance-norm statistics mean_b, rstd_b (C,) over the whole volume (computed here, see
+:func:`~nnunet_deconver.network.norm.moments`), and the MLP's pointwise
 convolutions W1 (H, C), b1 (H,), W2 (C, H), b2 (C,)::
 
     N = (Z_b - mean_b) * rstd_b,   A = N W1^T + b1,   Y_b = Z_b + GELU(A) W2^T + b2
@@ -16,8 +17,8 @@ upstream gradient G::
     dN_t = dA_t W1,   dZ_t = G_t + dN_t * rstd_b,   dmean_b -= rstd_b * sum dN_t,
     drstd_b += sum dN_t * (Z_t - mean_b),   db2 = sum G
 
-(sums over the tile's rows); mean and rstd pass their gradients on to z through
-:func:`~nnunet_deconver.network.norm.instance_stats`. Unlike the slab checkpoints of
+(sums over the tile's rows); the gradients of mean and rstd are then added to dZ in place
+(:func:`~nnunet_deconver.network.norm.add_moments_grad_`), with no tensor of z's size for them. Unlike the slab checkpoints of
 :func:`~nnunet_deconver.network.tiling.tiled`, nothing runs twice in the forward direction. The
 products run on PyTorch's matrix kernels, one call per tile and product.
 """
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from nnunet_deconver.ndc.ops import in_preferred_layout, voxel_rows
+from nnunet_deconver.network.norm import add_moments_grad_, moments, row_tiles
 
 #: hidden values per tile: 2^18 (1 MB in float32)
 TILE_ELEMENTS = 1 << 18
@@ -40,20 +42,18 @@ def _channels_last_empty(x: torch.Tensor) -> torch.Tensor:
 
 def _tiles(x: torch.Tensor, hidden: int) -> list[tuple[int, int, int]]:
     """(sample, first row, end row) of each row tile of x's rows; no tile spans two samples."""
-    voxels = x[0, 0].numel()
-    step = max(1, min(voxels, TILE_ELEMENTS // hidden))
-    return [(b, b * voxels + start, b * voxels + min(voxels, start + step))
-            for b in range(x.shape[0]) for start in range(0, voxels, step)]
+    return row_tiles(x, TILE_ELEMENTS // hidden)
 
 
 class _NormMLPResidual(torch.autograd.Function):
     """The module docstring's tiled ``z + MLP(IN(z))``; z channels-last -> channels-last."""
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
-                w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(z, mean, rstd, w1, b1, w2)  # z as given: a layout copy is not kept
-        z = in_preferred_layout(z)
+    def forward(ctx, z: torch.Tensor, eps: float, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+                b2: torch.Tensor) -> torch.Tensor:
+        given, z = z, in_preferred_layout(z)
+        mean, rstd = moments(z, eps)
+        ctx.save_for_backward(given, mean, rstd, w1, b1, w2)  # z as given: a layout copy is not kept
         rows, out = voxel_rows(z), _channels_last_empty(z)
         out_rows, means, rstds = voxel_rows(out), mean.view(z.shape[:2]), rstd.view(z.shape[:2])
         tiles = _tiles(z, w1.shape[0])
@@ -99,8 +99,8 @@ class _NormMLPResidual(torch.autograd.Function):
             grad_mean[b].sub_(grad_normed.sum(0) * rstds[b])
             grad_rstd[b].add_(centred.mul_(grad_normed).sum(0))
             grad_normed.mul_(rstds[b]).add_(g_tile)
-        return (grad_z, grad_mean.view(mean.shape), grad_rstd.view(rstd.shape), grad_w1, grad_b1, grad_w2,
-                grad_rows.sum(0))
+        add_moments_grad_(grad_z, z, mean, rstd, grad_mean, grad_rstd)
+        return grad_z, None, grad_w1, grad_b1, grad_w2, grad_rows.sum(0)
 
 
 def fused_mlp_applies(z: torch.Tensor, norm: nn.Module) -> bool:
@@ -110,11 +110,8 @@ def fused_mlp_applies(z: torch.Tensor, norm: nn.Module) -> bool:
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
 
 
-def norm_mlp_residual(z: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, fc1: nn.Module,
-                      fc2: nn.Module) -> torch.Tensor:
-    """``z + fc2(GELU(fc1((z - mean) * rstd)))`` in row tiles (module docstring), for a CPU map z
-    (B, C, *S) in any layout, its statistics mean, rstd (B, C, 1, ...) from
-    :func:`~nnunet_deconver.network.norm.instance_stats` (z's dtype) and the MLP's 1x1(x1)
-    convolutions fc1 (C -> H) and fc2 (H -> C), both with bias -> (B, C, *S), channels-last."""
-    return _NormMLPResidual.apply(z, mean, rstd, fc1.weight.flatten(1), fc1.bias,
-                                  fc2.weight.flatten(1), fc2.bias)
+def norm_mlp_residual(z: torch.Tensor, eps: float, fc1: nn.Module, fc2: nn.Module) -> torch.Tensor:
+    """``z + fc2(GELU(fc1(IN(z))))`` in row tiles (module docstring), for a CPU map z (B, C, *S) in
+    any layout, the instance norm's ``eps`` and the MLP's 1x1(x1) convolutions fc1 (C -> H) and
+    fc2 (H -> C), both with bias -> (B, C, *S), channels-last."""
+    return _NormMLPResidual.apply(z, eps, fc1.weight.flatten(1), fc1.bias, fc2.weight.flatten(1), fc2.bias)

@@ -19,7 +19,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnunet_deconver.ndc.ops import channels_innermost
+from nnunet_deconver.ndc.ops import channels_innermost, channels_last_format, voxel_rows
+
+#: elements of one chunk of the chunked passes over a channels-last map (1 MB in float32): the
+#: chunk's temporary stays in the cache, and no temporary of the map's size is made
+CHUNK_ELEMENTS = 1 << 18
 
 
 class _InstanceNorm:
@@ -55,15 +59,7 @@ class _InstanceStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        axes = tuple(range(2, x.dim()))
-        x32 = x.to(_compute_dtype(x))
-        if channels_innermost(x):
-            # var_mean reduces such a layout 3x slower than two passes of mean
-            mean = x32.mean(dim=axes, keepdim=True)
-            var = (x32 - mean).square_().mean(dim=axes, keepdim=True)
-        else:
-            var, mean = torch.var_mean(x32, dim=axes, correction=0, keepdim=True)
-        rstd = torch.rsqrt(var + eps)
+        mean, rstd = moments(x, eps)
         ctx.save_for_backward(x, mean, rstd)
         return mean, rstd
 
@@ -78,6 +74,63 @@ class _InstanceStats(torch.autograd.Function):
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
+
+
+def row_tiles(x: torch.Tensor, rows: int) -> list[tuple[int, int, int]]:
+    """(sample, first row, end row) of each tile of ``rows`` rows of :func:`~nnunet_deconver.ndc.ops.voxel_rows`
+    of x (B, C, *S); no tile spans two samples."""
+    voxels = x[0, 0].numel()
+    step = max(1, min(voxels, rows))
+    return [(b, b * voxels + start, b * voxels + min(voxels, start + step))
+            for b in range(x.shape[0]) for start in range(0, voxels, step)]
+
+
+def _dense_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() in (4, 5) and x.is_contiguous(memory_format=channels_last_format(x.dim()))
+
+
+def moments(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Instance norm's mean and rstd of x (B, C, *S) over S (see :class:`_InstanceStats`), each
+    (B, C, 1, ...) in float32 or wider, without autograd. For a dense channels-last x on CPU
+    (not being compiled) the variance's centred squares are formed chunk by chunk
+    (:data:`CHUNK_ELEMENTS`), so no temporary of x's size is made."""
+    axes = tuple(range(2, x.dim()))
+    x32 = x.to(_compute_dtype(x))
+    if x.device.type == "cpu" and _dense_channels_last(x32) and not torch.compiler.is_compiling():
+        batch, channels = x.shape[:2]
+        rows = voxel_rows(x32)
+        mean = rows.view(batch, -1, channels).mean(dim=1)
+        var, buffer = torch.zeros_like(mean), None
+        for b, start, end in row_tiles(x, CHUNK_ELEMENTS // channels):
+            if buffer is None:
+                buffer = rows.new_empty(end - start, channels)
+            centred = torch.sub(rows[start:end], mean[b], out=buffer[: end - start])
+            var[b] += centred.square_().sum(dim=0)
+        shape = (batch, channels) + (1,) * len(axes)
+        mean, var = mean.view(shape), var.div_(x[0, 0].numel()).view(shape)
+    elif channels_innermost(x):
+        # var_mean reduces such a layout 3x slower than two passes of mean
+        mean = x32.mean(dim=axes, keepdim=True)
+        var = (x32 - mean).square_().mean(dim=axes, keepdim=True)
+    else:
+        var, mean = torch.var_mean(x32, dim=axes, correction=0, keepdim=True)
+    return mean, torch.rsqrt(var + eps)
+
+
+def add_moments_grad_(grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor,
+                      grad_mean: torch.Tensor, grad_rstd: torch.Tensor) -> None:
+    """``grad += dL/dx`` through x's moments (:class:`_InstanceStats`' backward) in place, for
+    dense channels-last grad and x of one dtype (that of mean and rstd), chunk by chunk."""
+    channels, n = x.shape[1], x[0, 0].numel()
+    means, rstds = mean.view(x.shape[:2]), rstd.view(x.shape[:2])
+    scales = grad_rstd.view(x.shape[:2]) * rstds.pow(3) / -n
+    shifts = grad_mean.view(x.shape[:2]) / n
+    rows, grad_rows, buffer = voxel_rows(x), voxel_rows(grad), None
+    for b, start, end in row_tiles(x, CHUNK_ELEMENTS // channels):
+        if buffer is None:
+            buffer = rows.new_empty(end - start, channels)
+        centred = torch.sub(rows[start:end], means[b], out=buffer[: end - start])
+        grad_rows[start:end].addcmul_(centred, scales[b]).add_(shifts[b])
 
 
 def instance_stats(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,13 +60,14 @@ def _window(s: torch.Tensor, plane_lo: int, plane_hi: int) -> tuple[int, ...]:
     return (*s.shape[:2], (s.shape[2] if plane_hi < 0 else plane_hi) - plane_lo, *s.shape[3:])
 
 
-def _forward_fake(x, s, weight, groups, eps, rectify, plane_lo=0, plane_hi=-1, need_out=True):
-    """Shapes and strides of the compiled ``forward`` (fake tensors: memory counting, tracing)."""
+def _forward_fake(x, s, weight, groups, eps, rectify, plane_lo=0, plane_hi=-1, need_out=True, workspace=None):
+    """Shapes and strides of the compiled ``forward`` (fake tensors: memory counting, tracing; fresh
+    tensors whether or not a workspace is given)."""
     return [_empty(_window(s, plane_lo, plane_hi), s, need_out), _empty(x.shape, x)]
 
 
 def _backward_fake(grad, x, s, weight, y, groups, eps, rectify, need_x, need_s, need_weight, plane_lo=0, plane_hi=-1,
-                   need_out=False):
+                   need_out=False, workspace=None):
     """Shapes and strides of the compiled ``backward``."""
     grad_weight = weight.new_empty(weight.shape if need_weight else 0)
     return [_empty(x.shape, x, need_x), _empty(s.shape, s, need_s), grad_weight,
@@ -80,7 +81,7 @@ def _planes(x_shape, plane_lo: int, plane_hi: int, reach: int) -> int:
 
 
 def _forward_flops(x_shape, s_shape, weight_shape, groups, eps, rectify, plane_lo=0, plane_hi=-1, need_out=True,
-                   out_shape=None) -> int:
+                   workspace=None, out_shape=None) -> int:
     """A(s) within k0 // 2 planes of the window, A^T(x) and A^T(y) on it: the operator's count
     (:mod:`~nnunet_deconver.ndc.backends.op`) over the planes computed."""
     reach, per_plane = weight_shape[2] // 2, conv_flops(x_shape, weight_shape) // x_shape[2]
@@ -89,7 +90,8 @@ def _forward_flops(x_shape, s_shape, weight_shape, groups, eps, rectify, plane_l
 
 
 def _backward_flops(grad_shape, x_shape, s_shape, weight_shape, y_shape, groups, eps, rectify, need_x, need_s,
-                    need_weight, plane_lo=0, plane_hi=-1, need_out=False, out_shape=None) -> int:
+                    need_weight, plane_lo=0, plane_hi=-1, need_out=False, workspace=None,
+                    out_shape=None) -> int:
     """The operator's eight convolutions, over the planes within k0 // 2 of the window."""
     per_plane = conv_flops(x_shape, weight_shape) // x_shape[2]
     return 8 * per_plane * _planes(x_shape, plane_lo, plane_hi, weight_shape[2] // 2)

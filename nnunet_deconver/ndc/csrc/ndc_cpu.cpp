@@ -118,14 +118,74 @@ int64_t grain(const NdcGeometry& g, int64_t rows_per_item) {
   return std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, work));
 }
 
-// Per-thread scratch from PyTorch's CPU allocator (huge pages where THP_MEM_ALLOC_ENABLE=1 asks
-// for them), not zero-filled: the kernels write each scratch element before they read it. The
-// buffer lives in `buffers` (one slot per thread) until the operator returns.
+// The tensors one call writes, channels-last (or flat), each numel 0 when not needed: fresh from
+// PyTorch's CPU allocator, or, when the caller passes a workspace, views of that one flat tensor
+// (grown to fit, never shrunk), so that a caller working slab by slab reuses the same memory
+// instead of faulting in new pages for every slab. Views of a workspace stay valid until the next
+// call that is given the same workspace.
+class Fields {
+ public:
+  Fields(const c10::optional<at::Tensor>& workspace, const at::TensorOptions& options)
+      : workspace_(workspace), options_(options) {}
+
+  // A field of `sizes` (channels-last when 4-D/5-D, else flat); an empty one when not `needed`.
+  int add(std::vector<int64_t> sizes, bool needed = true) {
+    if (!needed) sizes.assign(1, 0);
+    int64_t numel = 1;
+    for (int64_t v : sizes) numel *= v;
+    sizes_.push_back(std::move(sizes));
+    offsets_.push_back(total_);
+    total_ += (numel + 15) / 16 * 16;  // 64-byte aligned starts
+    return static_cast<int>(sizes_.size()) - 1;
+  }
+
+  // The fields, in the order they were added.
+  std::vector<at::Tensor> make() {
+    if (workspace_.has_value()) {
+      at::Tensor& ws = const_cast<at::Tensor&>(*workspace_);
+      TORCH_CHECK(ws.dim() == 1 && ws.is_contiguous() && ws.scalar_type() == options_.dtype().toScalarType(),
+                  "the workspace must be a flat contiguous tensor of the fields' dtype");
+      if (ws.numel() < total_) ws.resize_({total_});
+    }
+    std::vector<at::Tensor> out;
+    for (size_t i = 0; i < sizes_.size(); ++i) out.push_back(field(sizes_[i], offsets_[i]));
+    return out;
+  }
+
+ private:
+  at::Tensor field(const std::vector<int64_t>& sizes, int64_t offset) const {
+    const bool map = sizes.size() >= 4;
+    if (!workspace_.has_value()) {
+      if (!map) return at::empty(sizes, options_);
+      return at::empty(sizes, options_.memory_format(sizes.size() == 5 ? at::MemoryFormat::ChannelsLast3d
+                                                                         : at::MemoryFormat::ChannelsLast));
+    }
+    int64_t numel = 1;
+    for (int64_t v : sizes) numel *= v;
+    at::Tensor flat = workspace_->narrow(0, offset, numel);
+    if (!map) return flat.view(sizes);
+    // (B, C, *S) channels-last: memory holds (B, *S, C)
+    std::vector<int64_t> stored{sizes[0]}, order{0, static_cast<int64_t>(sizes.size()) - 1};
+    for (size_t d = 2; d < sizes.size(); ++d) {
+      stored.push_back(sizes[d]);
+      order.push_back(static_cast<int64_t>(d) - 1);
+    }
+    stored.push_back(sizes[1]);
+    return flat.view(stored).permute(order);
+  }
+
+  const c10::optional<at::Tensor>& workspace_;
+  at::TensorOptions options_;
+  std::vector<std::vector<int64_t>> sizes_;
+  std::vector<int64_t> offsets_;
+  int64_t total_ = 0;
+};
+
+// This thread's part of the per-thread scratch (`per_thread` elements each), not zero-filled: the
+// kernels write each scratch element before they read it.
 template <typename T>
-T* scratch_of(int64_t n, const at::Tensor& like, std::vector<at::Tensor>& buffers) {
-  at::Tensor& buffer = buffers.at(at::get_thread_num());
-  if (buffer.numel() < n) buffer = at::empty({n}, like.options());
-  return buffer.mutable_data_ptr<T>();
+T* scratch_of(const at::Tensor& scratch, int64_t per_thread) {
+  return scratch.mutable_data_ptr<T>() + at::get_thread_num() * per_thread;
 }
 
 // fn(first, end) over the items of the planes a in [a0, a1) of every sample, in parallel: an item
@@ -160,7 +220,7 @@ at::Tensor filter_lanes(const at::Tensor& weight, const NdcGeometry& g) {
 
 std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_in, const at::Tensor& weight,
                                     int64_t groups, double eps, bool rectify, int64_t plane_lo, int64_t plane_hi,
-                                    bool need_out) {
+                                    bool need_out, const c10::optional<at::Tensor>& workspace) {
   at::Tensor x = x_in, s = s_in;
   const NdcGeometry g = geometry(x, s, weight, groups, plane_lo, plane_hi);
   // y is needed within p0 planes of the window (zero elsewhere), the update on the window only
@@ -169,26 +229,29 @@ std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_
   x = x.contiguous(fmt);
   s = s.contiguous(fmt);
   const at::Tensor wt = filter_lanes(weight, g);
-  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(fmt));
-  at::Tensor out = need_out ? at::empty(window_sizes(s, g), s.options().memory_format(fmt)) : at::empty({0}, s.options());
+  const int64_t per_thread = std::max(synthesis_scratch(g), need_out ? update_scratch(g) : 0);
+  Fields fields(workspace, x.options());
+  fields.add(x.sizes().vec());
+  fields.add(window_sizes(s, g), need_out);
+  fields.add({at::get_num_threads() * per_thread});
+  const std::vector<at::Tensor> made = fields.make();
+  at::Tensor y = made[0], out = made[1];
+  const at::Tensor& scratch = made[2];
   zero_outside(y, y0, y1);
-  std::vector<at::Tensor> buffers(at::get_num_threads());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ndc_forward", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
     const scalar_t* wp = wt.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     for_planes(g, y0, y1, g.N1, grain(g, 1), [&](int64_t r0, int64_t r1) {
-      scalar_t* scratch = scratch_of<scalar_t>(synthesis_scratch(g), x, buffers);
-      NDC_CALL(synthesis_rows, scalar_t, g, sp, wp, yp, scratch, r0, r1, rectify);
+      NDC_CALL(synthesis_rows, scalar_t, g, sp, wp, yp, scratch_of<scalar_t>(scratch, per_thread), r0, r1, rectify);
     });
     if (!need_out) return;
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     for_planes(g, g.lo, g.hi, g.N1, grain(g, 1), [&](int64_t r0, int64_t r1) {
-      scalar_t* scratch = scratch_of<scalar_t>(update_scratch(g), x, buffers);
       std::vector<int64_t> tags(cache_tags(g));
-      NDC_CALL(update_rows, scalar_t, g, xp, yp, sp, wp, op, scratch, tags.data(), r0, r1,
-               static_cast<scalar_t>(eps), rectify);
+      NDC_CALL(update_rows, scalar_t, g, xp, yp, sp, wp, op, scratch_of<scalar_t>(scratch, per_thread), tags.data(),
+               r0, r1, static_cast<scalar_t>(eps), rectify);
     });
   });
   return {out, y};
@@ -197,7 +260,7 @@ std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_
 std::vector<at::Tensor> ndc_backward(const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& s_in,
                                      const at::Tensor& weight, const at::Tensor& y_in, int64_t groups, double eps,
                                      bool rectify, bool need_x, bool need_s, bool need_w, int64_t plane_lo,
-                                     int64_t plane_hi, bool need_out) {
+                                     int64_t plane_hi, bool need_out, const c10::optional<at::Tensor>& workspace) {
   at::Tensor grad = grad_in, x = x_in, s = s_in, y = y_in;
   const NdcGeometry g = geometry(x, s, weight, groups, plane_lo, plane_hi);
   // the gradient is zero outside the window: grad_x and A(p) within p0 planes of it, grad_s within 2 p0
@@ -212,18 +275,22 @@ std::vector<at::Tensor> ndc_backward(const at::Tensor& grad_in, const at::Tensor
               "grad / y shapes do not fit");
   const at::Tensor wt = filter_lanes(weight, g);
   const bool need_ap = need_s || need_w;
-  auto like = [&](const at::Tensor& t, bool needed) {
-    return needed ? at::empty(t.sizes(), t.options().memory_format(fmt)) : at::empty({0}, t.options());
-  };
-  at::Tensor grad_x = like(x, need_x), grad_s = like(s, need_s), ap = like(x, need_ap);
-  at::Tensor out = need_out ? at::empty(window_sizes(s, g), s.options().memory_format(fmt)) : at::empty({0}, s.options());
+  const int64_t per_thread = std::max(backward_scratch(g), need_ap ? adjoint_scratch(g) : 0);
+  Fields fields(workspace, x.options());
+  fields.add(x.sizes().vec(), need_x);
+  fields.add(s.sizes().vec(), need_s);
+  fields.add(x.sizes().vec(), need_ap);
+  fields.add(window_sizes(s, g), need_out);
+  fields.add({at::get_num_threads() * per_thread});
+  const std::vector<at::Tensor> made = fields.make();
+  at::Tensor grad_x = made[0], grad_s = made[1], ap = made[2], out = made[3];
+  const at::Tensor& scratch = made[4];
   for (at::Tensor* t : {&grad_x, &grad_s, &ap}) {
     if (t->numel()) zero_outside(*t, e0, e1);
   }
   const int64_t nw = g.cg * g.K * g.E;
   // one partial filter gradient per thread, summed in thread order: deterministic results
   std::vector<std::vector<double>> parts(at::get_num_threads());
-  std::vector<at::Tensor> buffers(at::get_num_threads());
   auto part_of_this_thread = [&]() -> double* {
     std::vector<double>& part = parts.at(at::get_thread_num());
     if (need_w && part.empty()) part.assign(nw, 0.0);
@@ -241,17 +308,15 @@ std::vector<at::Tensor> ndc_backward(const at::Tensor& grad_in, const at::Tensor
     scalar_t* app = need_ap ? ap.mutable_data_ptr<scalar_t>() : nullptr;
     scalar_t* outp = need_out ? out.mutable_data_ptr<scalar_t>() : nullptr;
     for_planes(g, e0, e1, 1, grain(g, g.N1), [&](int64_t p0, int64_t p1) {
-      scalar_t* scratch = scratch_of<scalar_t>(backward_scratch(g), x, buffers);
       std::vector<int64_t> tags(cache_tags(g));
       NDC_CALL(backward_planes, scalar_t, g, xp, yp, sp, gp, wp, gsp, gxp, app, outp, part_of_this_thread(),
-               scratch, tags.data(), p0, p1, eps_t, rectify, need_x, need_s, need_w);
+               scratch_of<scalar_t>(scratch, per_thread), tags.data(), p0, p1, eps_t, rectify, need_x, need_s, need_w);
     });
     if (!need_ap) return;
     for_planes(g, f0, f1, g.N1, grain(g, 1), [&](int64_t r0, int64_t r1) {
-      scalar_t* scratch = scratch_of<scalar_t>(adjoint_scratch(g), x, buffers);
       std::vector<int64_t> tags(cache_tags(g));
-      NDC_CALL(adjoint_rows, scalar_t, g, app, sp, wp, gsp, part_of_this_thread(), scratch, tags.data(),
-               r0, r1, rectify, need_s, need_w);
+      NDC_CALL(adjoint_rows, scalar_t, g, app, sp, wp, gsp, part_of_this_thread(),
+               scratch_of<scalar_t>(scratch, per_thread), tags.data(), r0, r1, rectify, need_s, need_w);
     });
   });
   at::Tensor grad_w = at::empty({0}, weight.options());
@@ -288,9 +353,10 @@ std::string instruction_set(const std::string& name) {
 TORCH_LIBRARY(nnunet_deconver_cpp, m) {
   m.def("instruction_set(str name) -> str", &instruction_set);
   m.def("forward(Tensor x, Tensor s, Tensor weight, int groups, float eps, bool rectify, int plane_lo=0, "
-        "int plane_hi=-1, bool need_out=True) -> Tensor[]");
+        "int plane_hi=-1, bool need_out=True, Tensor(a!)? workspace=None) -> Tensor[]");
   m.def("backward(Tensor grad, Tensor x, Tensor s, Tensor weight, Tensor y, int groups, float eps, bool rectify, "
-        "bool need_x, bool need_s, bool need_weight, int plane_lo=0, int plane_hi=-1, bool need_out=False) -> Tensor[]");
+        "bool need_x, bool need_s, bool need_weight, int plane_lo=0, int plane_hi=-1, bool need_out=False, "
+        "Tensor(a!)? workspace=None) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(nnunet_deconver_cpp, CPU, m) {
