@@ -47,8 +47,9 @@ CATEGORIES = (
     "other (adds, copies, loss, autograd)",
 )
 _ACTIVATIONS = ("relu", "gelu", "leaky_relu", "threshold_backward", "clamp_min")
-#: the pointwise convolutions computed as channels-last matrix products (and their backward)
-_MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")
+#: the pointwise convolutions computed as channels-last matrix products (and their backward, whose
+#: weight gradients the fused halves accumulate in place)
+_MATMULS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm")
 
 
 def _ancestors(event):

@@ -213,9 +213,9 @@ def test_network_trains_through_fused_kernel(monkeypatch):
 
     class Counted:  # the compiled operators, counted: the NDC layer's operator and the lean blocks call them
         def __getattr__(self, kind):
-            def wrapper(*args):
+            def wrapper(*args, **kwargs):
                 calls[kind] += 1
-                return getattr(kernels, kind)(*args)
+                return getattr(kernels, kind)(*args, **kwargs)
             return wrapper
 
     monkeypatch.setattr(cpp, "extension", lambda: Counted())
