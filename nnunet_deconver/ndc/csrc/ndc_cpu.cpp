@@ -6,7 +6,8 @@
 // the gradient of that output (grad and out are (B, E, plane_hi - plane_lo, ...)); y is then
 // computed within k0 // 2 planes of the window only (zero elsewhere). need_out:
 // forward without the update (y alone); backward with the window's output as a fourth result
-// (empty unless asked for). Registered as the
+// (empty unless asked for). workspace: a flat tensor of the caller's that the results and the
+// scratch are carved from (grown to fit; see Fields). Registered as the
 // operators torch.ops.nnunet_deconver_cpp.forward / backward (CPU kernels, no autograd: the
 // Python operator around them owns the gradient); no Python bindings, which keeps the build short.
 #include <ATen/Dispatch.h>
