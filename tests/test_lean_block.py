@@ -17,7 +17,7 @@ import torch
 from nnunet_deconver.ndc.backends import BACKEND_ENV
 from nnunet_deconver.network import Deconver
 from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock
-from nnunet_deconver.network import tiling
+from nnunet_deconver.network import fused_mixer, tiling
 from nnunet_deconver.network.tiling import slabs, tile_thickness
 
 C = 4
@@ -201,12 +201,16 @@ def test_slab_thickness_with_and_without_gradients():
     assert tile_thickness(128, 128**3, 2, grad=False) == 64
     assert tile_thickness(128, 2 * 128**3, 2, grad=False) == 32
     assert tile_thickness(6, 10**9, 2, grad=False) == 6  # never thinner than 4 * halo (capped by the extent)
+    assert tile_thickness(64, 64**3, 2, grad=False, max_voxels_without_grad=1 << 17) == 32  # a caller's own bound
+    assert tile_thickness(64, 64**3, 2, grad=True, max_voxels_without_grad=1 << 17) == 8  # ... without gradients only
 
 
 @pytest.mark.parametrize("batch,size,kernel", [(2, (9, 6, 5), (3, 3, 3)), (1, (21, 7), (5, 5))])
 def test_lean_block_without_gradients_in_its_own_slabs(monkeypatch, batch, size, kernel):
-    """Inference slabs (chosen by voxel count, several here) give the full block's output."""
+    """Inference slabs (chosen by voxel count, several here; the fused CPU mixer's own count too)
+    give the full block's output."""
     monkeypatch.setattr(tiling, "MAX_SLAB_VOXELS_WITHOUT_GRAD", 100)
+    monkeypatch.setattr(fused_mixer, "SLAB_VOXELS_WITHOUT_GRAD", 100)
     full = _block("full", kernel, None, 4, None)
     lean = _block("lean", kernel, None, 4, None)
     x = torch.randn(batch, C, *size, generator=torch.Generator().manual_seed(3), dtype=torch.float64)

@@ -86,6 +86,58 @@ def test_every_instruction_set_equals_torch_backend(monkeypatch, spatial, kernel
             assert error <= tol, f"{build} build, {name}: relative difference {error:.2e} > {tol}"
 
 
+def _planar(s: torch.Tensor, C: int) -> torch.Tensor:
+    """(B, C * R, *S) sources in the usual order (channel c's source j at c * R + j) -> the planar
+    order (at j * C + c), channels-last."""
+    planar = s.unflatten(1, (C, -1)).transpose(1, 2).flatten(1, 2)
+    return planar.contiguous(memory_format=torch.channels_last_3d if s.dim() == 5 else torch.channels_last)
+
+
+# 2D and 3D; kernel widths 1, 3, 5, 7 and 9 (no blocked path) along the last axis; rows shorter
+# than the kernel; C a multiple of every vector width (16, 32) or not (lanes one by one), C = 1
+@pytest.mark.parametrize("spatial,kernel,B,C,R", [
+    ((5, 6, 37), (3, 3, 3), 1, 32, 4), ((4, 5, 2), (3, 3, 5), 2, 16, 3), ((9, 23), (5, 5), 2, 20, 4),
+    ((6, 27), (3, 7), 1, 5, 2), ((7, 12), (1, 9), 1, 1, 5), ((3, 4, 11), (1, 3, 1), 2, 17, 1),
+    ((2, 3, 26), (5, 3, 3), 1, 48, 8),
+])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_planar_source_order_equals_pytorch_ops(spatial, kernel, B, C, R, dtype):
+    """The forward kernels with the sources in planar order (groups of one channel), in each build
+    this CPU runs and with plane windows, against PyTorch's convolutions: y = A(ReLU(s0)) and the
+    update on the window's planes."""
+    import torch.nn.functional as F
+
+    from nnunet_deconver.ndc.backends import cpp
+
+    x, s0, w, _ = _inputs(spatial, kernel, C, R, C, B, dtype, seed=8)
+    conv, conv_t = (F.conv3d, F.conv_transpose3d) if len(spatial) == 3 else (F.conv2d, F.conv_transpose2d)
+    pad = [k // 2 for k in kernel]
+    y_ref = conv(s0.clamp_min(0), w, padding=pad, groups=C)
+    out_ref = s0.clamp_min(0) * (conv_t(x, w, padding=pad, groups=C) + 1e-8) / (conv_t(y_ref, w, padding=pad, groups=C)
+                                                                                + 1e-8)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    kernels = cpp.extension()
+    s_planar = _planar(s0, C)
+    p0, extent = kernel[0] // 2, spatial[0]
+    for build in instruction_sets():
+        for lo, hi in ((0, extent), (1, min(extent, 2)), (extent - 1, extent)):
+            out, y = kernels.forward(x, s_planar, w, C, 1e-8, True, lo, hi, True, planar=True)
+            near = slice(max(0, lo - p0), min(extent, hi + p0))  # y is computed within p0 planes of the window
+            for name, mine, ref in (("y", y[:, :, near], y_ref[:, :, near]),
+                                    ("update", out, _planar(out_ref[:, :, lo:hi], C))):
+                assert mine.shape == ref.shape
+                error = (mine - ref).abs().max().item() / ref.abs().max().item()
+                assert error <= tol, f"{build} build, window [{lo}, {hi}), {name}: relative difference {error:.2e}"
+
+
+def test_planar_source_order_needs_groups_of_one_channel():
+    from nnunet_deconver.ndc.backends import cpp
+
+    x, s0, w, _ = _inputs((5, 6), (3, 3), 4, 2, 2, 1, torch.float32)
+    with pytest.raises(RuntimeError, match="the planar source order needs groups equal to the channels"):
+        cpp.extension().forward(x, s0, w, 2, 1e-8, True, planar=True)
+
+
 def test_instruction_set_names():
     from nnunet_deconver.ndc.backends import cpp
 

@@ -1,8 +1,9 @@
 """The lean block's first half, ``x + Mixer(IN(x))``, on CPU in slabs whose NDC works on their own planes.
 
 For a channels-last map x (B, C, *S), its instance-norm statistics mean, rstd over the whole
-volume (computed here, see :func:`~nnunet_deconver.network.norm.moments`) and the mixer's parameters W_in (C, C), W_0 (E, C), b_0 (E,), theta (C, E // G, *k),
-W_out (C, E), b_out (C,), voxel by voxel (products over the channel axis)::
+volume (computed here, see :func:`~nnunet_deconver.network.norm.moments`) and the mixer's
+parameters W_in (C, C), W_0 (E, C), b_0 (E,), theta (C, E // G, *k), W_out (C, E), b_out (C,),
+voxel by voxel (products over the channel axis)::
 
     N = (x - mean) * rstd,   U = ReLU(N W_in^T),   S0 = U W_0^T + b_0,
     S = NDC(U, ReLU(S0); ReLU(theta)),   Z = x + S W_out^T + b_out
@@ -23,6 +24,11 @@ upstream gradient G::
 
 (sums over voxels; a widened slab's dx overlaps its neighbours'); the gradients of mean and rstd
 are then added to dx in place (:func:`~nnunet_deconver.network.norm.add_moments_grad_`).
+
+With groups of one channel (G = C, the paper's) the forward orders the sources planar, source j of
+channel c at j * C + c (the rows of W_0 and b_0 and the columns of W_out permuted to match): the
+C++ kernels' planar mode then computes the update from the C-channel fields U and A(S0) directly,
+in registers; the backward recomputes in the usual order.
 """
 
 from __future__ import annotations
@@ -39,6 +45,11 @@ from nnunet_deconver.network.norm import add_moments_grad_, moments
 from nnunet_deconver.network.tiling import slabs, tile_thickness
 
 Tensor = torch.Tensor
+
+#: voxels per slab at most without gradients (two slabs of a 64^3 patch): a slab's R*C-channel
+#: tensors (S0 and the update) then take tens of MB rather than hundreds, reused slab to slab; one
+#: slab per patch measured 15-20% slower on a 2-core CPU (fresh pages for every block, and caches)
+SLAB_VOXELS_WITHOUT_GRAD = 1 << 17
 
 
 def _as_map(rows: Tensor, like: Tensor) -> Tensor:
@@ -78,6 +89,16 @@ def _sources(normed: Tensor, w_in: Tensor, w_init: Tensor, b_init: Tensor, buffe
     return _as_map(u, normed), _as_map(s0, normed)
 
 
+def _planar(w_init: Tensor, b_init: Tensor, w_out: Tensor, channels: int) -> tuple[Tensor, Tensor, Tensor]:
+    """W_0, b_0 and W_out with the sources in planar order (source jl of channel c at jl * C + c
+    instead of c * R + jl), for groups of one channel: S0 and S then come in the order of the C++
+    kernels' planar mode, whose update reads the C-channel fields directly (``ndc_kernels_planar.h``)."""
+    ratio = w_init.shape[0] // channels
+    return (w_init.view(channels, ratio, -1).transpose(0, 1).reshape(w_init.shape),
+            b_init.view(channels, ratio).t().reshape(b_init.shape),
+            w_out.view(w_out.shape[0], channels, ratio).transpose(1, 2).reshape(w_out.shape))
+
+
 def _slabs(x: Tensor, thickness: int, theta: Tensor):
     """(b, start, length, own, own_length) of each slab of each sample of x: sample by sample, so
     that a slab's wide tensors hold one sample (see :func:`~nnunet_deconver.network.tiling.slabs`);
@@ -98,11 +119,14 @@ class _NormMixerResidual(torch.autograd.Function):
         ctx.groups, ctx.eps, ctx.thickness = groups, eps, thickness
         out = torch.empty_like(x, memory_format=channels_last_format(x.dim()))
         weight, kernels, buffers = torch.relu(theta), cpp.extension(), {}
+        planar = groups == x.shape[1]
+        if planar:
+            w_init, b_init, w_out = _planar(w_init, b_init, w_out, groups)
         for b, start, length, own, own_length in _slabs(x, thickness, theta):
             part = x[b:b + 1].narrow(2, start, length)
             u, s0 = _sources(_normalised(part, mean[b:b + 1], rstd[b:b + 1], buffers), w_in, w_init, b_init, buffers)
             s, _ = kernels.forward(u, s0, weight, groups, eps, True, own, own + own_length,
-                                   workspace=_workspace(buffers, "forward", x))
+                                   workspace=_workspace(buffers, "forward", x), planar=planar)
             z = voxel_rows(out[b:b + 1].narrow(2, start + own, own_length))
             torch.add(voxel_rows(part.narrow(2, own, own_length)), b_out, out=z)
             torch.addmm(z, voxel_rows(s), w_out.t(), out=z)  # not addmm_: FLOP counters know addmm alone
@@ -161,15 +185,19 @@ def norm_mixer_residual(x: Tensor, norm_eps: float, mixer: nn.Module, thickness:
     """``x + mixer(IN(x))`` in slabs (module docstring), for a CPU map x (B, C, *S) in any layout,
     the instance norm's ``norm_eps`` and a :class:`~nnunet_deconver.network.blocks.DeconvMixer`
     -> (B, C, *S), channels-last.
-    ``thickness``: the slabs' own planes (None: as many voxels per slab as the unfused lean block's
-    slabs of the whole batch hold, :func:`~nnunet_deconver.network.tiling.tile_thickness`, here
-    in one sample: thicker slabs, fewer borders computed twice, at the same memory)."""
+    ``thickness``: the slabs' own planes (None: with gradients, as many voxels per slab as the
+    unfused lean block's slabs of the whole batch hold,
+    :func:`~nnunet_deconver.network.tiling.tile_thickness`, here in one sample: thicker slabs,
+    fewer borders computed twice, at the same memory; without, slabs of at most
+    :data:`SLAB_VOXELS_WITHOUT_GRAD`)."""
     ndc = mixer.ndc
     halo = 2 * (ndc.kernel_size[0] // 2)
     if thickness is None:
-        batch, extent = x.shape[0], x.shape[2]
-        thickness = min(extent, batch * tile_thickness(extent, batch * math.prod(x.shape[2:]), halo,
-                                                       torch.is_grad_enabled()))
+        batch, extent, voxels = x.shape[0], x.shape[2], math.prod(x.shape[2:])
+        if torch.is_grad_enabled():
+            thickness = min(extent, batch * tile_thickness(extent, batch * voxels, halo))
+        else:
+            thickness = tile_thickness(extent, voxels, halo, False, SLAB_VOXELS_WITHOUT_GRAD)
     return _NormMixerResidual.apply(x, norm_eps, mixer.proj_in.weight.flatten(1), ndc.init.weight.flatten(1),
                                     ndc.init.bias, ndc.weight, mixer.proj_out.weight.flatten(1), mixer.proj_out.bias,
                                     ndc.groups, ndc.eps, thickness)

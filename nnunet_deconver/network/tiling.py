@@ -39,20 +39,21 @@ MIN_TILED_VOXELS = 16 * 1024
 MAX_SLAB_VOXELS_WITHOUT_GRAD = 1024 * 1024
 
 
-def tile_thickness(extent: int, voxels: int, halo: int, grad: bool = True) -> int:
+def tile_thickness(extent: int, voxels: int, halo: int, grad: bool = True,
+                   max_voxels_without_grad: int | None = None) -> int:
     """Slab thickness along an axis of ``extent`` voxels, in a volume of ``voxels`` voxels.
 
     With gradients (``grad``), about ``extent / TILES``, the whole extent when the volume is small
-    (:data:`MIN_TILED_VOXELS`); without, the fewest slabs of at most
-    :data:`MAX_SLAB_VOXELS_WITHOUT_GRAD` voxels each. At least ``4 * halo`` either way, so that the
-    recomputed border is at most half the slab.
+    (:data:`MIN_TILED_VOXELS`); without, the fewest slabs of at most ``max_voxels_without_grad``
+    voxels each (None: :data:`MAX_SLAB_VOXELS_WITHOUT_GRAD`). At least ``4 * halo`` either way, so
+    that the recomputed border is at most half the slab.
     """
     if grad:
         if voxels <= MIN_TILED_VOXELS:
             return extent
         tiles = TILES
     else:
-        tiles = math.ceil(voxels / MAX_SLAB_VOXELS_WITHOUT_GRAD)
+        tiles = math.ceil(voxels / (max_voxels_without_grad or MAX_SLAB_VOXELS_WITHOUT_GRAD))
     return min(extent, max(math.ceil(extent / tiles), 4 * halo, 1))
 
 

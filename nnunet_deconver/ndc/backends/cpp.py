@@ -60,7 +60,8 @@ def _window(s: torch.Tensor, plane_lo: int, plane_hi: int) -> tuple[int, ...]:
     return (*s.shape[:2], (s.shape[2] if plane_hi < 0 else plane_hi) - plane_lo, *s.shape[3:])
 
 
-def _forward_fake(x, s, weight, groups, eps, rectify, plane_lo=0, plane_hi=-1, need_out=True, workspace=None):
+def _forward_fake(x, s, weight, groups, eps, rectify, plane_lo=0, plane_hi=-1, need_out=True, workspace=None,
+                  planar=False):
     """Shapes and strides of the compiled ``forward`` (fake tensors: memory counting, tracing; fresh
     tensors whether or not a workspace is given)."""
     return [_empty(_window(s, plane_lo, plane_hi), s, need_out), _empty(x.shape, x)]
@@ -81,7 +82,7 @@ def _planes(x_shape, plane_lo: int, plane_hi: int, reach: int) -> int:
 
 
 def _forward_flops(x_shape, s_shape, weight_shape, groups, eps, rectify, plane_lo=0, plane_hi=-1, need_out=True,
-                   workspace=None, out_shape=None) -> int:
+                   workspace=None, planar=False, out_shape=None) -> int:
     """A(s) within k0 // 2 planes of the window, A^T(x) and A^T(y) on it: the operator's count
     (:mod:`~nnunet_deconver.ndc.backends.op`) over the planes computed."""
     reach, per_plane = weight_shape[2] // 2, conv_flops(x_shape, weight_shape) // x_shape[2]

@@ -6,10 +6,12 @@
 // the gradient of that output (grad and out are (B, E, plane_hi - plane_lo, ...)); y is then
 // computed within k0 // 2 planes of the window only (zero elsewhere). need_out:
 // forward without the update (y alone); backward with the window's output as a fourth result
-// (empty unless asked for). workspace: a flat tensor of the caller's that the results and the
-// scratch are carved from (grown to fit; see Fields). Registered as the
-// operators torch.ops.nnunet_deconver_cpp.forward / backward (CPU kernels, no autograd: the
-// Python operator around them owns the gradient); no Python bindings, which keeps the build short.
+// (empty unless asked for). planar (forward only, groups of one channel): s and the output hold
+// source jl of channel c in lane jl * C + c instead of c * E / C + jl (ndc_kernels_planar.h).
+// workspace: a flat tensor of the caller's that the results and the scratch are carved from
+// (grown to fit; see Fields). Registered as the operators torch.ops.nnunet_deconver_cpp.forward /
+// backward (CPU kernels, no autograd: the Python operator around them owns the gradient); no
+// Python bindings, which keeps the build short.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -221,16 +223,20 @@ at::Tensor filter_lanes(const at::Tensor& weight, const NdcGeometry& g) {
 
 std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_in, const at::Tensor& weight,
                                     int64_t groups, double eps, bool rectify, int64_t plane_lo, int64_t plane_hi,
-                                    bool need_out, const c10::optional<at::Tensor>& workspace) {
+                                    bool need_out, const c10::optional<at::Tensor>& workspace, bool planar) {
   at::Tensor x = x_in, s = s_in;
   const NdcGeometry g = geometry(x, s, weight, groups, plane_lo, plane_hi);
+  TORCH_CHECK(!planar || g.cg == 1, "the planar source order needs groups equal to the channels (got ", groups,
+              " groups of ", g.C, " channels)");
   // y is needed within p0 planes of the window (zero elsewhere), the update on the window only
   const int64_t y0 = std::max<int64_t>(0, g.lo - g.p0), y1 = std::min(g.N0, g.hi + g.p0);
   const auto fmt = channels_last(x);
   x = x.contiguous(fmt);
   s = s.contiguous(fmt);
-  const at::Tensor wt = filter_lanes(weight, g);
-  const int64_t per_thread = std::max(synthesis_scratch(g), need_out ? update_scratch(g) : 0);
+  // planar: wt (K, E), wt[o][jl * C + c] = V[c, jl, o]; the planar kernels need no scratch
+  const at::Tensor wt = planar ? weight.contiguous().view({g.C, g.eg, g.K}).permute({2, 1, 0}).contiguous()
+                               : filter_lanes(weight, g);
+  const int64_t per_thread = planar ? 0 : std::max(synthesis_scratch(g), need_out ? update_scratch(g) : 0);
   Fields fields(workspace, x.options());
   fields.add(x.sizes().vec());
   fields.add(window_sizes(s, g), need_out);
@@ -245,11 +251,19 @@ std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_
     const scalar_t* wp = wt.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     for_planes(g, y0, y1, g.N1, grain(g, 1), [&](int64_t r0, int64_t r1) {
-      NDC_CALL(synthesis_rows, scalar_t, g, sp, wp, yp, scratch_of<scalar_t>(scratch, per_thread), r0, r1, rectify);
+      if (planar) {
+        NDC_CALL(synthesis_rows_planar, scalar_t, g, sp, wp, yp, r0, r1, rectify);
+      } else {
+        NDC_CALL(synthesis_rows, scalar_t, g, sp, wp, yp, scratch_of<scalar_t>(scratch, per_thread), r0, r1, rectify);
+      }
     });
     if (!need_out) return;
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     for_planes(g, g.lo, g.hi, g.N1, grain(g, 1), [&](int64_t r0, int64_t r1) {
+      if (planar) {
+        NDC_CALL(update_rows_planar, scalar_t, g, xp, yp, sp, wp, op, r0, r1, static_cast<scalar_t>(eps), rectify);
+        return;
+      }
       std::vector<int64_t> tags(cache_tags(g));
       NDC_CALL(update_rows, scalar_t, g, xp, yp, sp, wp, op, scratch_of<scalar_t>(scratch, per_thread), tags.data(),
                r0, r1, static_cast<scalar_t>(eps), rectify);
@@ -354,7 +368,7 @@ std::string instruction_set(const std::string& name) {
 TORCH_LIBRARY(nnunet_deconver_cpp, m) {
   m.def("instruction_set(str name) -> str", &instruction_set);
   m.def("forward(Tensor x, Tensor s, Tensor weight, int groups, float eps, bool rectify, int plane_lo=0, "
-        "int plane_hi=-1, bool need_out=True, Tensor(a!)? workspace=None) -> Tensor[]");
+        "int plane_hi=-1, bool need_out=True, Tensor(a!)? workspace=None, bool planar=False) -> Tensor[]");
   m.def("backward(Tensor grad, Tensor x, Tensor s, Tensor weight, Tensor y, int groups, float eps, bool rectify, "
         "bool need_x, bool need_s, bool need_weight, int plane_lo=0, int plane_hi=-1, bool need_out=False, "
         "Tensor(a!)? workspace=None) -> Tensor[]");

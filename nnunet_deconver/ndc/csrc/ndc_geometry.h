@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>  // before the kernels' `#pragma GCC target`: the planar kernels' row lists
 
 struct NdcGeometry {
   int64_t B, N0, N1, N2;  // batch and the three spatial extents
@@ -51,6 +52,12 @@ inline int64_t cache_tags(const NdcGeometry& g) { return 2 * g.k0 * g.k1; }
   void adjoint_rows(const NdcGeometry& g, const T* ap, const T* s, const T* wt, T* grad_s,         \
                     double* dw, T* scratch, int64_t* tags, int64_t row0, int64_t row1,             \
                     bool rectify, bool need_s, bool need_w);                                        \
+  template <typename T>                                                                              \
+  void synthesis_rows_planar(const NdcGeometry& g, const T* s, const T* wt, T* y, int64_t row0,    \
+                             int64_t row1, bool rectify);                                           \
+  template <typename T>                                                                              \
+  void update_rows_planar(const NdcGeometry& g, const T* x, const T* y, const T* s, const T* wt,   \
+                          T* out, int64_t row0, int64_t row1, T eps, bool rectify);                 \
   }
 
 NDC_DECLARE_KERNELS(ndc_base)

@@ -1,8 +1,9 @@
 // The NDC kernels on raw channels-last buffers; included once per instruction set by
 // ndc_kernels_base.cpp, ndc_kernels_avx2.cpp and ndc_kernels_avx512.cpp with NDC_NS set to the
-// namespace to fill (and NDC_VECTOR_BYTES to the vector width, when not 32). It
-// includes only ndc_kernels_inner.h, so that every function it defines is compiled for that
-// instruction set alone (the includers put their headers before their `#pragma GCC target`).
+// namespace to fill (and NDC_VECTOR_BYTES to the vector width, when not 32). It includes only
+// ndc_kernels_inner.h and ndc_kernels_planar.h (the forward kernels of the planar source order),
+// so that every function it defines is compiled for that instruction set alone (the includers put
+// their headers before their `#pragma GCC target`).
 //
 // Notation (see ndc_geometry.h for the layout and wt): a row is (b, a, h), N2 voxels; an
 // "expanded" row of a C-channel field f for in-group channel cl holds, for each voxel w and source
@@ -13,6 +14,7 @@
 // (ndc_kernels_inner.h), the elementwise passes as loops the compiler vectorises (-O3, restrict).
 
 #include "ndc_kernels_inner.h"
+#include "ndc_kernels_planar.h"
 
 namespace NDC_NS {
 
@@ -192,7 +194,11 @@ void adjoint_rows(const NdcGeometry& g, const T* ap, const T* s, const T* wt, T*
                                            const T*, T*, T*, T*, T*, double*, T*, int64_t*, int64_t, int64_t,   \
                                            T, bool, bool, bool, bool);                                          \
   template void NDC_NS::adjoint_rows<T>(const NdcGeometry&, const T*, const T*, const T*, T*, double*, T*,      \
-                                        int64_t*, int64_t, int64_t, bool, bool, bool);
+                                        int64_t*, int64_t, int64_t, bool, bool, bool);                 \
+  template void NDC_NS::synthesis_rows_planar<T>(const NdcGeometry&, const T*, const T*, T*, int64_t, int64_t,  \
+                                                 bool);                                                      \
+  template void NDC_NS::update_rows_planar<T>(const NdcGeometry&, const T*, const T*, const T*, const T*, T*,    \
+                                              int64_t, int64_t, T, bool);
 NDC_INSTANTIATE(float)
 NDC_INSTANTIATE(double)
 #undef NDC_INSTANTIATE
