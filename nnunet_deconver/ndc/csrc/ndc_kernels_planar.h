@@ -30,7 +30,7 @@ inline V relu_lanes(V v) {
   return v > V{} ? v : V{};
 }
 
-// Output voxels per block of the planar kernels: NF x JB x WB accumulators (NF fields, JB sources),
+// Output voxels per block of the planar update: NF x JB x WB accumulators (NF fields, JB sources),
 // NF x (WB + K2 - 1) source vectors and a filter vector stay in registers (one spare).
 constexpr int planar_width(int NF, int JB, int K2) {
   return clamped((NDC_VECTOR_REGISTERS - 2 - NF * (K2 - 1)) / (NF * JB + NF), 1, 8);
@@ -56,9 +56,15 @@ inline int64_t kernel_rows(const NdcGeometry& g, const T* field, int64_t lanes, 
   return nr;
 }
 
-// Output voxels per block of the synthesis over HB rows: HB x WB accumulators, WB + K2 - 1 source
-// vectors and a filter vector in registers (two spare).
-constexpr int synthesis_width(int HB, int K2) { return clamped((NDC_VECTOR_REGISTERS - K2 - 2) / (HB + 1), 1, 8); }
+// Rows per block of the synthesis: neighbouring rows of a plane share most of their sources.
+constexpr int64_t SYNTHESIS_ROWS = 3;
+
+// Output voxels per block of the synthesis over SYNTHESIS_ROWS rows: a WB-voxel accumulator per
+// row, WB + K2 - 1 source vectors and a filter vector in registers (two spare). Blocks of a single
+// row (where fewer rows are left) keep the same width, so both cover the same voxels.
+constexpr int synthesis_width(int K2) {
+  return clamped((NDC_VECTOR_REGISTERS - K2 - 2) / (int(SYNTHESIS_ROWS) + 1), 1, 8);
+}
 
 // y[w][c .. c + VN) of the output rows (b, a, h + dh), dh < HB, for the WB voxels from w0, all of
 // whose sources w0 - p2 .. w0 + WB - 1 + p2 lie inside the row (K2 = k2). Each source row
@@ -66,7 +72,7 @@ constexpr int synthesis_width(int HB, int K2) { return clamped((NDC_VECTOR_REGIS
 template <typename T, typename V, int K2, int HB, bool RECTIFY>
 inline void synthesis_block(const NdcGeometry& g, const T* s, const T* wt, int64_t b, int64_t a, int64_t h,
                             int64_t w0, int64_t c, T* y) {
-  constexpr int WB = synthesis_width(3, K2), M = WB + K2 - 1;
+  constexpr int WB = synthesis_width(K2), M = WB + K2 - 1;
   V acc[HB][WB] = {};
   for (int64_t o0 = 0; o0 < g.k0; ++o0) {
     const int64_t a2 = a + o0 - g.p0;
@@ -121,16 +127,13 @@ inline void over_lanes(int64_t C, F fn) {
   for (; c < C; ++c) fn(T{}, c);
 }
 
-// Rows per block of the synthesis: neighbouring rows of a plane share most of their sources.
-constexpr int64_t SYNTHESIS_ROWS = 3;
-
 // The output rows (b, a, h + dh), dh < hb (1 or SYNTHESIS_ROWS): blocks of voxels where the rows
 // allow (k2 = K2), voxel by voxel elsewhere; each block for all channels before the next, so the
 // source rows are read in voxel order. rows / wrows: room for k0 * k1 pointers each.
 template <typename T, int K2, bool RECTIFY>
 inline void synthesis_rows_of(const NdcGeometry& g, const T* s, const T* wt, int64_t b, int64_t a, int64_t h,
                               int64_t hb, const T** rows, const T** wrows, T* y) {
-  constexpr int WB = synthesis_width(3, K2);
+  constexpr int WB = synthesis_width(K2);
   int64_t end = 0;  // blocks cover [p2, end)
   if constexpr (K2 > 0) {
     if (K2 == g.k2) end = g.p2 + imax(0, g.N2 - 2 * g.p2) / WB * WB;
