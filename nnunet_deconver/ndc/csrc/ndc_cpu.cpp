@@ -219,6 +219,11 @@ at::Tensor filter_lanes(const at::Tensor& weight, const NdcGeometry& g) {
   return weight.contiguous().view({g.G, g.cg, g.eg, g.K}).permute({1, 3, 0, 2}).contiguous();
 }
 
+// V (C, E / C, *k) -> wt (K, E), wt[o][jl * C + c] = V[c, jl, o]: the planar kernels' filter (G = C)
+at::Tensor filter_planar(const at::Tensor& weight, const NdcGeometry& g) {
+  return weight.contiguous().view({g.C, g.eg, g.K}).permute({2, 1, 0}).contiguous();
+}
+
 }  // namespace
 
 std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_in, const at::Tensor& weight,
@@ -233,9 +238,8 @@ std::vector<at::Tensor> ndc_forward(const at::Tensor& x_in, const at::Tensor& s_
   const auto fmt = channels_last(x);
   x = x.contiguous(fmt);
   s = s.contiguous(fmt);
-  // planar: wt (K, E), wt[o][jl * C + c] = V[c, jl, o]; the planar kernels need no scratch
-  const at::Tensor wt = planar ? weight.contiguous().view({g.C, g.eg, g.K}).permute({2, 1, 0}).contiguous()
-                               : filter_lanes(weight, g);
+  // the planar kernels need no scratch
+  const at::Tensor wt = planar ? filter_planar(weight, g) : filter_lanes(weight, g);
   const int64_t per_thread = planar ? 0 : std::max(synthesis_scratch(g), need_out ? update_scratch(g) : 0);
   Fields fields(workspace, x.options());
   fields.add(x.sizes().vec());

@@ -30,11 +30,9 @@ inline V relu_lanes(V v) {
   return v > V{} ? v : V{};
 }
 
-// Output voxels per block of the planar update: NF x JB x WB accumulators (NF fields, JB sources),
-// NF x (WB + K2 - 1) source vectors and a filter vector stay in registers (one spare).
-constexpr int planar_width(int NF, int JB, int K2) {
-  return clamped((NDC_VECTOR_REGISTERS - 2 - NF * (K2 - 1)) / (NF * JB + NF), 1, 8);
-}
+// Output voxels per block of the planar update: 2 fields x 4 sources x WB accumulators,
+// 2 x (WB + K2 - 1) source vectors and a filter vector stay in registers (one spare).
+constexpr int update_width(int K2) { return clamped((NDC_VECTOR_REGISTERS - 2 - 2 * (K2 - 1)) / (2 * 4 + 2), 1, 8); }
 
 // Kernel rows (o0, o1) of the output row (b, a, h) inside the grid: their source rows (E lanes per
 // voxel for the synthesis, which reads a + o0 - p0; C lanes for the adjoint, which reads
@@ -136,7 +134,7 @@ inline void synthesis_rows_of(const NdcGeometry& g, const T* s, const T* wt, int
   constexpr int WB = synthesis_width(K2);
   int64_t end = 0;  // blocks cover [p2, end)
   if constexpr (K2 > 0) {
-    if (K2 == g.k2) end = g.p2 + imax(0, g.N2 - 2 * g.p2) / WB * WB;
+    end = g.p2 + imax(0, g.N2 - 2 * g.p2) / WB * WB;  // K2 > 0: K2 is k2 (the dispatch's choice)
     for (int64_t w = g.p2; w < end; w += WB)
       over_lanes<T>(g.C, [&](auto v, int64_t c) {
         typedef decltype(v) V;
@@ -242,8 +240,8 @@ inline void update_row_planar(const NdcGeometry& g, int64_t nr, const T* const* 
   int64_t w = 0;
   for (; w < g.p2 && w < g.N2; ++w) voxel(w);
   if constexpr (K2 > 0) {
-    constexpr int WB = planar_width(2, 4, K2);
-    for (; K2 == g.k2 && w + WB + g.p2 <= g.N2; w += WB) {
+    constexpr int WB = update_width(K2);
+    for (; w + WB + g.p2 <= g.N2; w += WB) {  // K2 > 0: K2 is k2 (the dispatch's choice)
       for (int64_t jl0 = 0; jl0 < g.eg; jl0 += 4) {
         over_lanes<T>(g.C, [&](auto v, int64_t c) {
           typedef decltype(v) V;
@@ -324,7 +322,7 @@ void update_rows_planar(const NdcGeometry& g, const T* x, const T* y, const T* s
     int64_t b, a, h;
     row_index<T>(g, row, b, a, h);
     const int64_t nr = kernel_rows(g, x, g.C, true, wt, b, a, h, xrows, wrows);
-    kernel_rows(g, y, g.C, true, wt, b, a, h, yrows, wrows);
+    for (int64_t r = 0; r < nr; ++r) yrows[r] = y + (xrows[r] - x);  // y's rows at x's offsets
     const T* srow = s + row * g.N2 * g.E;
     T* orow = out + g.window_offset(b, a, h);
     update_planar_dispatch<T>(g, nr, xrows, yrows, wrows, srow, orow, eps, rectify);
