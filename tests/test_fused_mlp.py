@@ -82,3 +82,22 @@ def test_fused_norm_mlp_without_gradients():
     with torch.inference_mode():
         got = _fused(z, module)
     torch.testing.assert_close(got, _reference(z, module).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_norm_mlp_overwrites_its_input_only_without_gradients():
+    """``overwrite``: the result in the channels-last input's memory, as the unfused reference
+    computes it; refused with gradients; an input in another layout is left as it was."""
+    module = _mlp(5, 3, torch.float32)
+    z = torch.rand(2, 5, 4, 6, 7).contiguous(memory_format=torch.channels_last_3d)
+    expected = _reference(z, module).detach()
+    with torch.no_grad():
+        given = z.clone()
+        got = norm_mlp_residual(given, EPS, module.fc1, module.fc2, overwrite=True)
+        assert got.data_ptr() == given.data_ptr()
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        contiguous = z.contiguous()
+        got = norm_mlp_residual(contiguous, EPS, module.fc1, module.fc2, overwrite=True)
+        assert torch.equal(contiguous, z)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="only without gradients"):
+        norm_mlp_residual(z, EPS, module.fc1, module.fc2, overwrite=True)

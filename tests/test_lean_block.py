@@ -254,7 +254,7 @@ def test_the_choice_reaches_the_network_and_checkpoints_load_across_it():
 @pytest.mark.parametrize("size,batch", [((5, 6, 4), 2), ((5, 7), 1)])
 def test_decoder_stage_never_concatenates(size, batch):
     """A decoder stage applied to (up, skip) equals the stage on their concatenation [skip, up]
-    (float64, output and every gradient; 3D and 2D, batch 2 and 1), and a network's backward keeps
+    (float64, output and every gradient, and without gradients; 3D and 2D, batch 2 and 1), and a network's backward keeps
     no concatenated map: no saved tensor at full resolution has 2 * C0 channels."""
     from nnunet_deconver.network.blocks import DeconverStage
 
@@ -269,6 +269,8 @@ def test_decoder_stage_never_concatenates(size, batch):
         grads = torch.autograd.grad((out * weight).sum(), [skip, up, *stage.parameters()])
         results.append((out, *grads))
     torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-10)
+    with torch.no_grad():
+        torch.testing.assert_close(stage(up, skip), results[1][0], rtol=1e-10, atol=1e-10)
 
     dims = len(size)
     net = Deconver(input_channels=2, num_classes=2, spatial_dims=dims, features_per_stage=[C, 2 * C], strides=[1, 2],

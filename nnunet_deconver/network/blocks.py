@@ -146,7 +146,8 @@ class DeconverBlock(nn.Module):
     the first in slabs whose NDC computes the slab's own planes alone, nothing recomputed but the
     projections in backward (:mod:`~nnunet_deconver.network.fused_mixer`; one NDC update, C++
     kernels), the second in row tiles, norm, MLP and residual in one pass
-    (:mod:`~nnunet_deconver.network.fused_mlp`).
+    (:mod:`~nnunet_deconver.network.fused_mlp`), without gradients written over the block's own
+    intermediate map Z (never over X).
     """
 
     def __init__(self, spec: BlockSpec):
@@ -169,8 +170,8 @@ class DeconverBlock(nn.Module):
         else:
             stats = instance_stats(x, self.norm1.eps)
             z = x + tiled(partial(_normalised, self.norm1, self.mixer, *stats), x, self.mixer_halo, self.tile_size)
-        if fused_mlp_applies(z, self.norm2):
-            return norm_mlp_residual(z, self.norm2.eps, self.mlp.fc1, self.mlp.fc2)
+        if fused_mlp_applies(z, self.norm2):  # z is this block's own: without gradients Y takes its memory
+            return norm_mlp_residual(z, self.norm2.eps, self.mlp.fc1, self.mlp.fc2, not torch.is_grad_enabled())
         stats = instance_stats(z, self.norm2.eps)
         return z + tiled(partial(_normalised, self.norm2, self.mlp, *stats), z, 0, self.tile_size)
 
@@ -180,8 +181,9 @@ class DeconverStage(nn.Module):
 
     (B, in_channels, *S) -> (B, spec.channels, *S). A decoder stage's input is the concatenation
     ``[skip, up]`` along the channels; ``forward(up, skip)`` computes the pointwise conv of it as the
-    sum of its weight's two halves applied to ``skip`` and ``up``, so the concatenated map is never
-    made (nor kept for backward: the skip is kept anyway, by the encoder's downsampling).
+    sum of its weight's two halves applied to ``skip`` and ``up`` (without gradients, the second
+    added in place to the first), so the concatenated map is never made (nor kept for backward: the skip is kept anyway,
+    by the encoder's downsampling).
     """
 
     def __init__(self, in_channels: int, spec: BlockSpec):
@@ -195,5 +197,7 @@ class DeconverStage(nn.Module):
             return self.block(self.adapt(x))
         c = skip.shape[1]
         weight = self.adapt.weight
-        return self.block(pointwise_with(self.adapt, skip, weight[:, :c])
-                          + pointwise_with(self.adapt, x, weight[:, c:]))
+        merged, up = pointwise_with(self.adapt, skip, weight[:, :c]), pointwise_with(self.adapt, x, weight[:, c:])
+        # without gradients summed in place, no third map (with them, autograd would copy the
+        # gradient of an in-place sum on the products' channels-last views across layouts)
+        return self.block(merged + up if torch.is_grad_enabled() else merged.add_(up))

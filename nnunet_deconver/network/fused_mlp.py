@@ -9,7 +9,9 @@ convolutions W1 (H, C), b1 (H,), W2 (C, H), b2 (C,)::
 
 (GELU exact, with erf), computed for TILE_ELEMENTS // H rows at a time: a tile's hidden values
 (4 MB in float32) stay in the caches between the two matrix products and GELU, in buffers reused
-from tile to tile, so neither the normalised map nor the (S, H) hidden tensors exist whole.
+from tile to tile, so neither the normalised map nor the (S, H) hidden tensors exist whole. A tile's
+output rows depend on its own rows of z alone (and the statistics), so without gradients Y may be
+written over z (``overwrite``): no new memory for the block's output.
 Backward keeps z (kept anyway, by the mixer's residual) and recomputes each tile; for the
 upstream gradient G::
 
@@ -47,6 +49,26 @@ def _tiles(x: torch.Tensor, hidden: int) -> list[tuple[int, int, int]]:
     return row_tiles(x, TILE_ELEMENTS // hidden)
 
 
+def _forward(z: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
+             w2: torch.Tensor, b2: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Y (module docstring) of a channels-last z with its statistics, into the channels-last ``out``
+    (z itself allowed)."""
+    rows, out_rows, means, rstds = voxel_rows(z), voxel_rows(out), mean.view(z.shape[:2]), rstd.view(z.shape[:2])
+    tiles = _tiles(z, w1.shape[0])
+    size = max(end - start for _, start, end in tiles)
+    normed_buffer, hidden_buffer = z.new_empty(size, z.shape[1]), z.new_empty(size, w1.shape[0])
+    for b, start, end in tiles:
+        normed, hidden = normed_buffer[: end - start], hidden_buffer[: end - start]
+        torch.sub(rows[start:end], means[b], out=normed).mul_(rstds[b])
+        torch.addmm(b1, normed, w1.t(), out=hidden)
+        torch.ops.aten.gelu_(hidden)
+        # the residual and bias first, then the product added to them: one pass over the tile's
+        # output fewer than the product with its bias, then the residual
+        result = torch.add(rows[start:end], b2, out=out_rows[start:end])
+        torch.addmm(result, hidden, w2.t(), out=result)  # not addmm_: FLOP counters know addmm alone
+    return out
+
+
 class _NormMLPResidual(torch.autograd.Function):
     """The module docstring's tiled ``z + MLP(IN(z))``; z channels-last -> channels-last."""
 
@@ -56,18 +78,7 @@ class _NormMLPResidual(torch.autograd.Function):
         given, z = z, in_preferred_layout(z)
         mean, rstd = moments(z, eps)
         ctx.save_for_backward(given, mean, rstd, w1, b1, w2)  # z as given: a layout copy is not kept
-        rows, out = voxel_rows(z), _channels_last_empty(z)
-        out_rows, means, rstds = voxel_rows(out), mean.view(z.shape[:2]), rstd.view(z.shape[:2])
-        tiles = _tiles(z, w1.shape[0])
-        size = max(end - start for _, start, end in tiles)
-        normed_buffer, hidden_buffer = z.new_empty(size, z.shape[1]), z.new_empty(size, w1.shape[0])
-        for b, start, end in tiles:
-            normed, hidden = normed_buffer[: end - start], hidden_buffer[: end - start]
-            torch.sub(rows[start:end], means[b], out=normed).mul_(rstds[b])
-            torch.addmm(b1, normed, w1.t(), out=hidden)
-            torch.ops.aten.gelu_(hidden)
-            torch.addmm(b2, hidden, w2.t(), out=out_rows[start:end]).add_(rows[start:end])
-        return out
+        return _forward(z, mean, rstd, w1, b1, w2, b2, _channels_last_empty(z))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -112,8 +123,16 @@ def fused_mlp_applies(z: torch.Tensor, norm: nn.Module) -> bool:
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
 
 
-def norm_mlp_residual(z: torch.Tensor, eps: float, fc1: nn.Module, fc2: nn.Module) -> torch.Tensor:
+def norm_mlp_residual(z: torch.Tensor, eps: float, fc1: nn.Module, fc2: nn.Module,
+                      overwrite: bool = False) -> torch.Tensor:
     """``z + fc2(GELU(fc1(IN(z))))`` in row tiles (module docstring), for a CPU map z (B, C, *S) in
     any layout, the instance norm's ``eps`` and the MLP's 1x1(x1) convolutions fc1 (C -> H) and
-    fc2 (H -> C), both with bias -> (B, C, *S), channels-last."""
-    return _NormMLPResidual.apply(z, eps, fc1.weight.flatten(1), fc1.bias, fc2.weight.flatten(1), fc2.bias)
+    fc2 (H -> C), both with bias -> (B, C, *S), channels-last. ``overwrite``: the result in z's
+    memory when z is channels-last (z's values are then lost), allowed without gradients only."""
+    w1, b1, w2, b2 = fc1.weight.flatten(1), fc1.bias, fc2.weight.flatten(1), fc2.bias
+    if not overwrite:
+        return _NormMLPResidual.apply(z, eps, w1, b1, w2, b2)
+    if torch.is_grad_enabled():
+        raise ValueError("norm_mlp_residual can overwrite its input only without gradients")
+    z = in_preferred_layout(z)
+    return _forward(z, *moments(z, eps), w1, b1, w2, b2, z)
