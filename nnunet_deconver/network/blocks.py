@@ -182,8 +182,8 @@ class DeconverStage(nn.Module):
     (B, in_channels, *S) -> (B, spec.channels, *S). A decoder stage's input is the concatenation
     ``[skip, up]`` along the channels; ``forward(up, skip)`` computes the pointwise conv of it as the
     sum of its weight's two halves applied to ``skip`` and ``up`` (without gradients, the second
-    added in place to the first), so the concatenated map is never made (nor kept for backward: the skip is kept anyway,
-    by the encoder's downsampling).
+    added in place to the first), so the concatenated map is never made (nor kept for backward:
+    the skip is kept anyway, by the encoder's downsampling).
     """
 
     def __init__(self, in_channels: int, spec: BlockSpec):
