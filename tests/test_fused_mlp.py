@@ -84,11 +84,14 @@ def test_fused_norm_mlp_without_gradients():
     torch.testing.assert_close(got, _reference(z, module).detach(), rtol=1e-5, atol=1e-5)
 
 
-def test_fused_norm_mlp_overwrites_its_input_only_without_gradients():
+@pytest.mark.parametrize("shape", [(2, 5, 4, 6, 7), (1, 5, 7, 9)])
+def test_fused_norm_mlp_overwrites_its_input_only_without_gradients(monkeypatch, shape):
     """``overwrite``: the result in the channels-last input's memory, as the unfused reference
-    computes it; refused with gradients; an input in another layout is left as it was."""
-    module = _mlp(5, 3, torch.float32)
-    z = torch.rand(2, 5, 4, 6, 7).contiguous(memory_format=torch.channels_last_3d)
+    computes it (3D batch 2, 2D batch 1, tiles of 7 rows with a short last one); refused with
+    gradients; an input in another layout is left as it was."""
+    monkeypatch.setattr(fused_mlp, "TILE_ELEMENTS", 7 * 20)  # hidden width 20: tiles of 7 rows
+    module = _mlp(5, len(shape) - 2, torch.float32)
+    z = torch.rand(*shape).contiguous(memory_format=torch.channels_last_3d if len(shape) == 5 else torch.channels_last)
     expected = _reference(z, module).detach()
     with torch.no_grad():
         given = z.clone()
