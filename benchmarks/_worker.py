@@ -10,7 +10,8 @@ the worker builds its :class:`Case` from the JSON ``spec`` with ``torch.set_num_
 - peak memory growth, with no warm-up at the measured size. The case is built (inputs, model, ...)
   and "primed": the same work once on a tiny input, so that one-time costs of a process (library
   code paged in, thread pools started: about 50 MB, the same for every case) are not counted as
-  growth. Then free heap is returned to the system (``gc.collect``, ``malloc_trim``), the baseline
+  growth. Then free heap is returned to the system (``gc.collect``, the blocks Deconver's forwards
+  without gradients keep, ``malloc_trim``), the baseline
   is VmRSS of ``/proc/self/status``, the kernel's peak-RSS mark is reset (``clear_refs``, so
   earlier peaks do not count), and the work runs once; peak = ``ru_maxrss`` (KiB on Linux) and
   growth = peak - baseline. PyTorch has no counter of CPU peak memory, hence the fresh process;
@@ -92,7 +93,10 @@ def _status_kib(key: str) -> int:
 
 
 def _release_free_memory() -> None:
+    from nnunet_deconver.network.cpu_memory import release_cpu_memory
+
     gc.collect()
+    release_cpu_memory()  # blocks a forward without gradients kept for the next one
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):

@@ -17,13 +17,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch._subclasses.fake_tensor import FakeTensorMode
 
 from _gradients import value_and_grads
 from _ndc_backend import instruction_sets
 from nnunet_deconver.ndc import ndc_reference
 from nnunet_deconver.ndc.backends import BACKEND_ENV, cpp
-from nnunet_deconver.network import Deconver, blocks, fused_mixer, fused_mlp
+from nnunet_deconver.network import Deconver, blocks, fused_mlp
 from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock, DeconvMixer
 from nnunet_deconver.network.fused_mixer import fused_mixer_applies, norm_mixer_residual
 from nnunet_deconver.network.norm import instance_norm
@@ -166,39 +165,6 @@ def test_fused_mixer_without_gradients():
     with torch.inference_mode():
         got = norm_mixer_residual(x, EPS, mixer, 4)
     torch.testing.assert_close(got, _reference(x, mixer).detach(), rtol=1e-5, atol=1e-5)
-
-
-def test_buffers_kept_without_gradients_serve_other_widths_and_modes():
-    """Without gradients the slabs' buffers outlive the call and serve blocks of other widths, in
-    and out of inference mode; no result lives in them (a later call leaves it as it was); fake
-    tensors neither use nor join them; a call with gradients frees them."""
-    fused_mixer.release_buffers()
-    cases = [(_mixer(4, (3, 3, 3), None, torch.float32), torch.rand(2, 4, 9, 6, 7)),
-             (_mixer(6, (3, 3), 2, torch.float32), torch.rand(1, 6, 11, 5))]
-    expected = [_reference(x, mixer).detach() for mixer, x in cases]
-    results = []
-    for mode in (torch.inference_mode, torch.no_grad, torch.inference_mode):  # inference tensors kept apart
-        for (mixer, x), ref in zip(cases, expected):
-            with mode():
-                got = norm_mixer_residual(x, EPS, mixer, 4)
-            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
-            results.append((got, got.clone()))
-        assert vars(fused_mixer._KEPT)["buffers"], "nothing kept without gradients"
-    for got, copy in results:
-        assert torch.equal(got, copy), "a later call changed an earlier result"
-
-    def kept():
-        store = vars(fused_mixer._KEPT)["buffers"]
-        return {key: {name: id(t) for name, t in buffers.items()} for key, buffers in store.items()}
-
-    before = kept()
-    with FakeTensorMode(), torch.no_grad():  # fake tensors: nothing of theirs kept
-        mixer = DeconvMixer(BlockSpec(4, (3, 3, 3)))
-        assert norm_mixer_residual(torch.rand(1, 4, 9, 6, 7), EPS, mixer, 4).shape == (1, 4, 9, 6, 7)
-    assert kept() == before
-    mixer, x = cases[0]
-    norm_mixer_residual(x.requires_grad_(), EPS, mixer, 4).sum().backward()
-    assert not vars(fused_mixer._KEPT).get("buffers"), "buffers held through a call with gradients"
 
 
 def test_block_without_gradients_leaves_its_input():

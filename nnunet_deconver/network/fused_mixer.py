@@ -30,18 +30,11 @@ channel c at j * C + c (the rows of W_0 and b_0 and the columns of W_out permute
 C++ kernels' planar mode then computes the update from the C-channel fields U and A(S0) directly,
 in registers; the backward recomputes in the usual order.
 
-Without gradients the slabs' buffers (N, U, S0 and the C++ kernels' workspace) are kept after the
-call, one set per thread, dtype and inference mode, and serve every later block (flat memory,
-viewed at each block's widths): fresh memory costs a page fault per page, in every block of every
-patch otherwise. They are held until a call with gradients (training keeps none between blocks)
-or :func:`release_buffers`; they take what the largest block's slabs take, which a forward without
-gradients needed anyway.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 
 import torch
 from torch import nn
@@ -65,13 +58,9 @@ def _as_map(rows: Tensor, like: Tensor) -> Tensor:
     return rows.view(1, *like.shape[2:], rows.shape[1]).movedim(-1, 1)
 
 
-#: this thread's buffers of forwards without gradients (module docstring), by device, dtype, inference mode
-_KEPT = threading.local()
-
-
 def _take(buffers: dict, name: str, rows: int, width: int, like: Tensor) -> Tensor:
     """A (rows, width) matrix in the flat ``buffers[name]``, grown when too small: a slab's N, U,
-    S0 and dS reuse the memory of the slab (or block) before (fresh memory costs a page fault per page)."""
+    S0 and dS reuse the memory of the slab before (fresh memory costs a page fault per page)."""
     buffer = buffers.get(name)
     if buffer is None or buffer.numel() < rows * width:
         buffer = buffers[name] = like.new_empty(rows * width)
@@ -84,21 +73,6 @@ def _workspace(buffers: dict, name: str, like: Tensor) -> Tensor:
     if name not in buffers:
         buffers[name] = like.new_empty(0)
     return buffers[name]
-
-
-def _kept_buffers(x: Tensor) -> dict:
-    """The buffers kept for forwards without gradients on x's device and dtype, in this thread and
-    inference mode (a tensor made in inference mode cannot be written outside it); none kept for a
-    tensor subclass (a fake tensor's buffers would outlive their fake mode)."""
-    if type(x) is not Tensor:
-        return {}
-    kept = vars(_KEPT).setdefault("buffers", {})
-    return kept.setdefault((x.device, x.dtype, torch.is_inference_mode_enabled()), {})
-
-
-def release_buffers() -> None:
-    """Free the buffers this thread's forwards without gradients kept (module docstring)."""
-    vars(_KEPT).pop("buffers", None)
 
 
 def _normalised(x: Tensor, mean: Tensor, rstd: Tensor, buffers: dict) -> Tensor:
@@ -139,13 +113,13 @@ class _NormMixerResidual(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, norm_eps: float, w_in: Tensor, w_init: Tensor, b_init: Tensor, theta: Tensor,
-                w_out: Tensor, b_out: Tensor, groups: int, eps: float, thickness: int, buffers: dict) -> Tensor:
+                w_out: Tensor, b_out: Tensor, groups: int, eps: float, thickness: int) -> Tensor:
         given, x = x, in_preferred_layout(x)
         mean, rstd = moments(x, norm_eps)
         ctx.save_for_backward(given, mean, rstd, w_in, w_init, b_init, theta, w_out)
         ctx.groups, ctx.eps, ctx.thickness = groups, eps, thickness
         out = torch.empty_like(x, memory_format=channels_last_format(x.dim()))
-        weight, kernels = torch.relu(theta), cpp.extension()
+        weight, kernels, buffers = torch.relu(theta), cpp.extension(), {}
         planar = groups == x.shape[1]
         if planar:
             w_init, b_init, w_out = _planar(w_init, b_init, w_out, groups)
@@ -196,7 +170,7 @@ class _NormMixerResidual(torch.autograd.Function):
             grad_x[b:b + 1].narrow(2, start, length).add_(_as_map(grad_normed.mul_(rstd[b].view(-1)), part))
         add_moments_grad_(grad_x, x, mean, rstd, grad_mean, grad_rstd)
         return (grad_x, None, grad_w_in, grad_w_init, grad_b_init, grad_weight * (theta > 0), grad_w_out,
-                grad.sum(dim=(0, *range(2, grad.dim()))), None, None, None, None)
+                grad.sum(dim=(0, *range(2, grad.dim()))), None, None, None)
 
 
 def fused_mixer_applies(x: Tensor, norm: nn.Module, mixer: nn.Module) -> bool:
@@ -216,8 +190,7 @@ def norm_mixer_residual(x: Tensor, norm_eps: float, mixer: nn.Module, thickness:
     unfused lean block's slabs of the whole batch hold,
     :func:`~nnunet_deconver.network.tiling.tile_thickness`, here in one sample: thicker slabs,
     fewer borders computed twice, at the same memory; without, slabs of at most
-    :data:`SLAB_VOXELS_WITHOUT_GRAD`). Without gradients the slabs' buffers are kept for later
-    calls; a call with gradients frees them (module docstring)."""
+    :data:`SLAB_VOXELS_WITHOUT_GRAD`)."""
     ndc = mixer.ndc
     halo = 2 * (ndc.kernel_size[0] // 2)
     grad = torch.is_grad_enabled()
@@ -227,8 +200,6 @@ def norm_mixer_residual(x: Tensor, norm_eps: float, mixer: nn.Module, thickness:
             thickness = min(extent, batch * tile_thickness(extent, batch * voxels, halo))
         else:
             thickness = tile_thickness(extent, voxels, halo, False, SLAB_VOXELS_WITHOUT_GRAD)
-    if grad:
-        release_buffers()
     return _NormMixerResidual.apply(x, norm_eps, mixer.proj_in.weight.flatten(1), ndc.init.weight.flatten(1),
                                     ndc.init.bias, ndc.weight, mixer.proj_out.weight.flatten(1), mixer.proj_out.bias,
-                                    ndc.groups, ndc.eps, thickness, {} if grad else _kept_buffers(x))
+                                    ndc.groups, ndc.eps, thickness)

@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 from nnunet_deconver.ndc.module import pointwise_conv
 from nnunet_deconver.ndc.ops import in_preferred_layout, preferred_memory_format
 from nnunet_deconver.network.blocks import BlockConfig, BlockSpec, DeconverBlock, DeconverStage, instance_norm
+from nnunet_deconver.network.cpu_memory import release_cpu_memory, reusing_cpu_memory
 
 IntOrSeq = int | Sequence[int]
 
@@ -279,11 +280,16 @@ class Deconver(nn.Module):
         """Contiguous logits (a list of them with deep supervision). Inside, the network runs in
         :func:`~nnunet_deconver.ndc.ops.preferred_memory_format` (channels-last on CPU, where the
         pointwise convolutions, the NDC and the strided convolutions are fastest so, and one layout
-        throughout avoids PyTorch's slow conversions between the two)."""
-        out = self.decoder(self.encoder(in_preferred_layout(x)))
-        if isinstance(out, torch.Tensor):
-            return _ContiguousOutput.apply(out)
-        return [_ContiguousOutput.apply(o) for o in out]
+        throughout avoids PyTorch's slow conversions between the two). Without gradients on CPU the
+        tensors take memory freed before (:mod:`~nnunet_deconver.network.cpu_memory`), kept from
+        one forward to the next; a forward with gradients frees it."""
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            release_cpu_memory()
+        with reusing_cpu_memory(x):
+            out = self.decoder(self.encoder(in_preferred_layout(x)))
+            if isinstance(out, torch.Tensor):
+                return _ContiguousOutput.apply(out)
+            return [_ContiguousOutput.apply(o) for o in out]
 
     def match_norms_to_state_dict(self, state_dict: dict, prefix: str = "") -> bool:
         """Switch every block's norms to the variant ``state_dict`` was saved with.

@@ -32,7 +32,8 @@ from nnunet_deconver.ndc.backends.registry import BACKEND_ENV, NDCBackendWarning
 from nnunet_deconver.ndc.ops import channels_last_format
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-SOURCES = ("ndc_cpu.cpp", "ndc_kernels_base.cpp", "ndc_kernels_avx2.cpp", "ndc_kernels_avx512.cpp")
+SOURCES = ("ndc_cpu.cpp", "ndc_kernels_base.cpp", "ndc_kernels_avx2.cpp", "ndc_kernels_avx512.cpp",
+           "cpu_memory_cache.cpp")
 FLAGS = ["-O3", "-fopenmp", "-ffp-contract=fast"]
 
 _lock = threading.Lock()
@@ -141,6 +142,11 @@ def extension() -> object | None:
                     stacklevel=4,
                 )
         return _state["module"]
+
+
+def built_extension() -> object | None:
+    """The compiled kernels when this process has built (or loaded) them already, else None; never builds."""
+    return _state["module"]
 
 
 def is_available() -> bool:
