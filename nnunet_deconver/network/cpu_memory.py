@@ -6,14 +6,16 @@ the kernel clearing it, in every block of every patch: on a 2-core virtual machi
 of a Deconver forward at 64^3 (measured in ``benchmarks/RESULTS.md``). Inside
 :func:`reusing_cpu_memory` the C++ extension's caching allocator
 (``nnunet_deconver/ndc/csrc/cpu_memory_cache.cpp``) serves every CPU request of 1 MB or more from
-the blocks freed earlier: by this forward, by the forwards of the patches before it, or by the
-caller between them; smaller ones, and every request outside, go to PyTorch's allocator as usual.
+the blocks it handed out earlier and that were freed since (in this forward, in the forwards of
+the patches before it, or by the caller after them); smaller requests, and every request outside,
+go to PyTorch's allocator as usual.
 A block is handed out again only after the tensor that held it is freed, so results are those of a
 forward with fresh memory, bit for bit.
 
 The freed blocks are kept after the forward, for the next one (a sliding-window prediction runs
-the same sizes patch after patch): what they take is what the forward needed at its peak. A call
-with gradients (training, after validation) frees them, as does :func:`release_cpu_memory`.
+the same sizes patch after patch): they take about what the forward needed at its peak (plus the
+blocks that fit no later request: a 17% higher peak in ``benchmarks/RESULTS.md``). A call with
+gradients (training, after validation) frees them, as does :func:`release_cpu_memory`.
 """
 
 from __future__ import annotations
