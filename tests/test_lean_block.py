@@ -254,8 +254,9 @@ def test_the_choice_reaches_the_network_and_checkpoints_load_across_it():
 @pytest.mark.parametrize("size,batch", [((5, 6, 4), 2), ((5, 7), 1)])
 def test_decoder_stage_never_concatenates(size, batch):
     """A decoder stage applied to (up, skip) equals the stage on their concatenation [skip, up]
-    (float64, output and every gradient, and without gradients; 3D and 2D, batch 2 and 1), and a network's backward keeps
-    no concatenated map: no saved tensor at full resolution has 2 * C0 channels."""
+    (float64, output and every gradient, and without gradients; 3D and 2D, batch 2 and 1), and a
+    network's backward keeps no concatenated map: no saved tensor at full resolution has 2 * C0
+    channels."""
     from nnunet_deconver.network.blocks import DeconverStage
 
     torch.manual_seed(0)

@@ -29,7 +29,6 @@ With groups of one channel (G = C, the paper's) the forward orders the sources p
 channel c at j * C + c (the rows of W_0 and b_0 and the columns of W_out permuted to match): the
 C++ kernels' planar mode then computes the update from the C-channel fields U and A(S0) directly,
 in registers; the backward recomputes in the usual order.
-
 """
 
 from __future__ import annotations
@@ -59,12 +58,12 @@ def _as_map(rows: Tensor, like: Tensor) -> Tensor:
 
 
 def _take(buffers: dict, name: str, rows: int, width: int, like: Tensor) -> Tensor:
-    """A (rows, width) matrix in the flat ``buffers[name]``, grown when too small: a slab's N, U,
-    S0 and dS reuse the memory of the slab before (fresh memory costs a page fault per page)."""
+    """A (rows, width) matrix from ``buffers[name]``, grown when too small: a slab's N, U, S0 and
+    dS reuse the memory of the slab before (fresh memory costs a page fault per page)."""
     buffer = buffers.get(name)
-    if buffer is None or buffer.numel() < rows * width:
-        buffer = buffers[name] = like.new_empty(rows * width)
-    return buffer[: rows * width].view(rows, width)
+    if buffer is None or buffer.shape[0] < rows:
+        buffer = buffers[name] = like.new_empty(rows, width)
+    return buffer[:rows]
 
 
 def _workspace(buffers: dict, name: str, like: Tensor) -> Tensor:
@@ -193,10 +192,9 @@ def norm_mixer_residual(x: Tensor, norm_eps: float, mixer: nn.Module, thickness:
     :data:`SLAB_VOXELS_WITHOUT_GRAD`)."""
     ndc = mixer.ndc
     halo = 2 * (ndc.kernel_size[0] // 2)
-    grad = torch.is_grad_enabled()
     if thickness is None:
         batch, extent, voxels = x.shape[0], x.shape[2], math.prod(x.shape[2:])
-        if grad:
+        if torch.is_grad_enabled():
             thickness = min(extent, batch * tile_thickness(extent, batch * voxels, halo))
         else:
             thickness = tile_thickness(extent, voxels, halo, False, SLAB_VOXELS_WITHOUT_GRAD)
